@@ -1,0 +1,84 @@
+"""``grimperium setup``: an AiiDA profile when none exists, and one ``InstalledCode`` per code found on PATH.
+
+Running it twice changes nothing: an existing profile is kept and a code whose label already exists on the
+computer is left as it is.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import click
+
+from . import cmd_root
+
+#: executable on PATH -> (code label, default calculation plugin)
+KNOWN_CODES = {
+    'mopac': ('mopac', 'grimperium.mopac'),
+    'xtb': ('xtb', 'grimperium.xtb'),
+    'pw.x': ('pw', 'grimperium.pw'),
+    'crest': ('crest', 'grimperium.crest'),
+    'vasp_std': ('vasp', 'grimperium.vasp'),
+    'crystal': ('crystal', 'grimperium.crystal'),
+}
+
+
+def ensure_profile(name: str) -> str:
+    """Make a ``core.sqlite_dos`` + ZeroMQ profile called ``name`` unless a default profile exists."""
+    from aiida.manage.configuration import get_config
+
+    try:
+        config = get_config(create=True)
+        if config.default_profile_name:
+            return config.default_profile_name
+    except Exception:  # an unreadable config is reported by verdi below
+        pass
+    cmd = [sys.executable, '-m', 'aiida', 'presto', '--profile-name', name, '--use-zeromq']
+    subprocess.run(cmd, check=True)
+    return name
+
+
+def register_codes(computer_label: str = 'localhost', echo=click.echo) -> dict[str, str]:
+    """Create the missing codes on ``computer_label``; return ``{label: 'created' | 'exists' | 'not found'}``."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    computer = orm.load_computer(computer_label)
+    report = {}
+    for executable, (label, plugin) in KNOWN_CODES.items():
+        path = shutil.which(executable)
+        try:
+            orm.load_code(f'{label}@{computer_label}')
+            report[label] = 'exists'
+        except NotExistent:
+            if path is None:
+                report[label] = 'not found'
+                continue
+            orm.InstalledCode(
+                label=label,
+                computer=computer,
+                filepath_executable=path,
+                default_calc_job_plugin=plugin,
+                description=f'{executable} found on PATH by grimperium setup',
+            ).store()
+            report[label] = 'created'
+        echo(f'{label + "@" + computer_label:<20} {report[label]:<10} {path or ""}')
+    return report
+
+
+@cmd_root.command('setup')
+@click.option('--profile-name', default='grimperium', show_default=True,
+              help='Name of the profile to create when no default profile exists.')
+@click.option('--computer', 'computer_label', default='localhost', show_default=True,
+              help='Computer on which to register the codes.')
+@click.pass_context
+def cmd_setup(ctx, profile_name, computer_label):
+    """Create a profile if none exists and register the codes found on PATH (idempotent)."""
+    from . import load_profile
+
+    if ctx.find_root().obj.get('profile') is None:
+        ensure_profile(profile_name)
+    profile = load_profile(ctx)
+    click.echo(f'profile: {profile.name}')
+    register_codes(computer_label)

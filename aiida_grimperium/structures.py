@@ -1,0 +1,87 @@
+"""Conversions between molecules (RDKit, XYZ, symbol/position lists) and AiiDA data nodes.
+
+The **ensemble** node layout is shared by every conformer engine (CREST, RDKit + xtb) and read by MOPAC:
+a ``TrajectoryData`` with one frame per conformer, ordered from the lowest energy up, holding
+
+* ``positions`` (N, atoms, 3) in Angstrom, ``symbols``, ``cells`` (zeros: a molecule);
+* arrays ``energies_hartree`` (N), ``relative_energies_kcal_mol`` (N) and ``populations`` (N, Boltzmann
+  at the ``temperature`` attribute), when energies are known;
+* attributes ``num_conformers``, ``temperature``, ``charge``, ``multiplicity`` and ``engine``.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from aiida import orm
+
+from .chemistry import HARTREE_TO_KCAL_MOL, boltzmann_populations
+
+#: Vacuum kept around a molecule in the box AiiDA needs for ``StructureData`` (Angstrom).
+MOLECULE_VACUUM = 10.0
+
+
+def molecule_structure(symbols: Sequence[str], positions: Sequence[Sequence[float]]) -> orm.StructureData:
+    """A non-periodic ``StructureData`` whose box encloses the molecule with :data:`MOLECULE_VACUUM` around it."""
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
+    extent = positions.max(axis=0) - positions.min(axis=0) if len(positions) else np.zeros(3)
+    cell = np.diag(extent + 2 * MOLECULE_VACUUM)
+    structure = orm.StructureData(cell=cell.tolist(), pbc=(False, False, False))
+    for symbol, position in zip(symbols, positions):
+        structure.append_atom(position=tuple(position), symbols=symbol)
+    return structure
+
+
+def structure_symbols_positions(structure: orm.StructureData) -> tuple[list[str], np.ndarray]:
+    symbols = [structure.get_kind(site.kind_name).symbol for site in structure.sites]
+    positions = np.array([site.position for site in structure.sites], dtype=float)
+    return symbols, positions
+
+
+def structure_from_smiles(smiles: str) -> orm.StructureData:
+    """RDKit ETKDG geometry of ``smiles`` as a molecule ``StructureData``."""
+    from .chemistry import molecule_symbols_positions, smiles_to_molecule
+
+    return molecule_structure(*molecule_symbols_positions(smiles_to_molecule(smiles)))
+
+
+def make_ensemble(
+    symbols: Sequence[str],
+    frames: Sequence[Sequence[Sequence[float]]],
+    energies_hartree: Sequence[float] | None = None,
+    *,
+    temperature: float = 298.15,
+    charge: int = 0,
+    multiplicity: int = 1,
+    engine: str = '',
+    sort: bool = True,
+) -> orm.TrajectoryData:
+    """Build the ensemble ``TrajectoryData`` (see the module docstring); frames sorted by energy when known."""
+    frames = np.asarray(frames, dtype=float).reshape(len(frames), len(symbols), 3)
+    energies = None if energies_hartree is None else np.asarray(energies_hartree, dtype=float)
+    if energies is not None and sort:
+        order = np.argsort(energies, kind='stable')
+        frames, energies = frames[order], energies[order]
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(
+        symbols=list(symbols), positions=frames, stepids=np.arange(len(frames)), cells=np.zeros((len(frames), 3, 3))
+    )
+    if energies is not None and len(energies):
+        trajectory.set_array('energies_hartree', energies)
+        trajectory.set_array('relative_energies_kcal_mol', (energies - energies.min()) * HARTREE_TO_KCAL_MOL)
+        trajectory.set_array('populations', np.array(boltzmann_populations(energies.tolist(), temperature)))
+    trajectory.base.attributes.set_many(
+        {
+            'num_conformers': len(frames),
+            'temperature': float(temperature),
+            'charge': int(charge),
+            'multiplicity': int(multiplicity),
+            'engine': engine,
+        }
+    )
+    return trajectory
+
+
+def ensemble_frames(ensemble: orm.TrajectoryData) -> tuple[list[str], np.ndarray]:
+    """Symbols and the (N, atoms, 3) positions of an ensemble node."""
+    return list(ensemble.symbols), np.asarray(ensemble.get_positions(), dtype=float)
