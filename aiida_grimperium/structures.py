@@ -3,7 +3,7 @@
 The **ensemble** node layout is shared by every conformer engine (CREST, RDKit + xtb) and read by MOPAC:
 a ``TrajectoryData`` with one frame per conformer, ordered from the lowest energy up, holding
 
-* ``positions`` (N, atoms, 3) in Angstrom, ``symbols``, ``cells`` (zeros: a molecule);
+* ``positions`` (N, atoms, 3) in Angstrom and ``symbols`` (no cells: a molecule);
 * arrays ``energies_hartree`` (N), ``relative_energies_kcal_mol`` (N) and ``populations`` (N, Boltzmann
   at the ``temperature`` attribute), when energies are known;
 * attributes ``num_conformers``, ``temperature``, ``charge``, ``multiplicity`` and ``engine``.
@@ -64,7 +64,7 @@ def make_ensemble(
         frames, energies = frames[order], energies[order]
     trajectory = orm.TrajectoryData()
     trajectory.set_trajectory(
-        symbols=list(symbols), positions=frames, stepids=np.arange(len(frames)), cells=np.zeros((len(frames), 3, 3))
+        symbols=list(symbols), positions=frames, stepids=np.arange(len(frames))
     )
     if energies is not None and len(energies):
         trajectory.set_array('energies_hartree', energies)

@@ -1,0 +1,173 @@
+"""``grimperium.mopac``: MOPAC semi-empirical calculations (PM7 by default) of a molecule or a conformer ensemble.
+
+An ensemble of N conformers becomes **one** input file with N jobs and one MOPAC process: MOPAC runs a PM7
+single point in milliseconds, far less than the AiiDA bookkeeping of a process, so one job per conformer
+would spend most of a campaign's time on overhead.
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import pydantic
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+
+from ..chemistry import check_charge_multiplicity
+from ..parsers.raw.mopac import EXIT_CODES
+from ..structures import ensemble_frames, structure_symbols_positions
+from ..templating import render
+from .base import GrimperiumCalcJob
+
+#: Spin multiplicity → MOPAC keyword. A singlet needs none (MOPAC's default for an even electron count).
+MULTIPLICITY_KEYWORDS = {1: '', 2: 'DOUBLET', 3: 'TRIPLET', 4: 'QUARTET', 5: 'QUINTET', 6: 'SEXTET', 7: 'SEPTET'}
+
+#: Keywords the CalcJob writes itself from its inputs; accepting them as extras would contradict those inputs.
+RESERVED_KEYWORDS = re.compile(
+    r'^(CHARGE|1SCF|SINGLET|DOUBLET|TRIPLET|QUARTET|QUINTET|SEXTET|SEPTET|CYCLES|ITRY|T|EPS|UHF|'
+    r'PM7|PM6|PM6-D3H4|PM6-ORG|AM1|PM3|MNDO|RM1)(=|$)',
+    re.IGNORECASE,
+)
+KEYWORD = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_=.+\-,():]*$')
+
+
+class MopacParameters(pydantic.BaseModel):
+    """What a MOPAC calculation does; unknown fields are refused (a misspelt option must not be dropped)."""
+
+    model_config = pydantic.ConfigDict(extra='forbid')
+
+    method: Literal['PM7', 'PM6', 'PM6-D3H4', 'PM6-ORG', 'AM1', 'PM3', 'MNDO', 'RM1'] = 'PM7'
+    task: Literal['single_point', 'optimization'] = 'single_point'
+    uhf: bool = False
+    cycles: pydantic.PositiveInt | None = None
+    itry: pydantic.PositiveInt | None = None
+    time_limit_seconds: pydantic.PositiveFloat | None = None
+    solvent_epsilon: pydantic.PositiveFloat | None = None
+    keywords: list[str] = []
+
+    @pydantic.field_validator('keywords')
+    @classmethod
+    def _plain_keywords(cls, keywords: list[str]) -> list[str]:
+        for keyword in keywords:
+            if not KEYWORD.match(keyword):
+                raise ValueError(f'`{keyword}` is not a MOPAC keyword (one word, no spaces, quotes or newlines)')
+            if RESERVED_KEYWORDS.match(keyword):
+                raise ValueError(f'`{keyword}` is set from the inputs (method, task, charge, multiplicity, ...); '
+                                 'use those instead of an extra keyword')
+        return keywords
+
+    def keyword_line(self, charge: int, multiplicity: int) -> str:
+        words = [self.method]
+        if self.task == 'single_point':
+            words.append('1SCF')
+        words.append(f'CHARGE={charge}')
+        words.append(MULTIPLICITY_KEYWORDS[multiplicity])
+        if self.uhf:
+            words.append('UHF')
+        if self.cycles:
+            words.append(f'CYCLES={self.cycles}')
+        if self.itry:
+            words.append(f'ITRY={self.itry}')
+        if self.time_limit_seconds:
+            words.append(f'T={self.time_limit_seconds:g}')
+        if self.solvent_epsilon:
+            words.append(f'EPS={self.solvent_epsilon:g}')
+        words += self.keywords
+        return ' '.join(word for word in words if word)
+
+
+def validate_parameters(value: orm.Dict | None, _=None) -> str | None:
+    if value is None:
+        return None
+    try:
+        MopacParameters.model_validate(value.get_dict())
+    except pydantic.ValidationError as exc:
+        return f'invalid MOPAC parameters: {exc}'
+    return None
+
+
+class MopacCalculation(GrimperiumCalcJob):
+    """MOPAC on one molecule (``structure``) or on every conformer of an ``ensemble``, in one process."""
+
+    _DEFAULT_INPUT_FILE = 'aiida.mop'
+    _DEFAULT_OUTPUT_FILE = 'aiida.out'  # MOPAC names its output after the input
+    _DEFAULT_PARSER = 'grimperium.mopac'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, required=False,
+                   help='The molecule (pbc False). Give either this or `ensemble`.')
+        spec.input('ensemble', valid_type=orm.TrajectoryData, required=False,
+                   help='Conformers of one molecule (the layout of `structures.make_ensemble`), one MOPAC job each.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Total charge.')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
+                   help='MopacParameters: method (PM7), task (single_point|optimization), uhf, cycles, itry, '
+                        'time_limit_seconds, solvent_epsilon, keywords (extra MOPAC keywords).')
+        spec.inputs.validator = cls.validate_inputs
+
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='Per-geometry lists (heats_of_formation_kcal_mol, ...) plus the lowest and its index.')
+        spec.output('output_structure', valid_type=orm.StructureData, required=False,
+                    help='The last geometry of the job with the lowest heat of formation (or of the only job).')
+        spec.output('output_ensemble', valid_type=orm.TrajectoryData, required=False,
+                    help='The last geometry of every job, in input order, with `heats_of_formation_kcal_mol`.')
+        spec.default_output_node = 'output_parameters'
+        cls.declare_exit_codes(spec, EXIT_CODES)
+
+    @staticmethod
+    def validate_inputs(value, _=None) -> str | None:
+        """Exactly one geometry input; charge and multiplicity possible for its electron count."""
+        has_structure, has_ensemble = 'structure' in value, 'ensemble' in value
+        if has_structure == has_ensemble:
+            return 'give exactly one of `structure` and `ensemble`'
+        if has_structure:
+            if any(value['structure'].pbc):
+                return 'MOPAC takes a molecule: the `structure` must have pbc (False, False, False)'
+            symbols, _ = structure_symbols_positions(value['structure'])
+        else:
+            symbols = list(value['ensemble'].symbols)
+        charge = value['charge'].value if 'charge' in value else 0
+        multiplicity = value['multiplicity'].value if 'multiplicity' in value else 1
+        if multiplicity not in MULTIPLICITY_KEYWORDS:
+            return f'MOPAC supports multiplicities 1 to 7, got {multiplicity}'
+        try:
+            check_charge_multiplicity(symbols, charge, multiplicity)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def geometries(self) -> tuple[list[str], list]:
+        """Symbols and the list of geometries (one per MOPAC job)."""
+        if 'structure' in self.inputs:
+            symbols, positions = structure_symbols_positions(self.inputs.structure)
+            return symbols, [positions]
+        symbols, frames = ensemble_frames(self.inputs.ensemble)
+        return symbols, list(frames)
+
+    def prepare_for_submission(self, folder):
+        parameters = MopacParameters.model_validate(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {})
+        keywords = parameters.keyword_line(self.inputs.charge.value, self.inputs.multiplicity.value)
+        symbols, frames = self.geometries()
+        jobs = [
+            {
+                'title': f'geometry {index + 1} of {len(frames)}',
+                'atoms': [{'symbol': s, 'x': p[0], 'y': p[1], 'z': p[2]} for s, p in zip(symbols, frame)],
+            }
+            for index, frame in enumerate(frames)
+        ]
+        flag = 1 if parameters.task == 'optimization' else 0
+        text = render('mopac/input.mop.j2', jobs=jobs, keywords=keywords, flag=flag)
+        with folder.open(self.options.input_filename, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = [self.options.input_filename]
+        codeinfo.stdout_name = 'mopac.stdout'
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [self.options.output_filename, 'mopac.stdout']
+        return calcinfo

@@ -1,0 +1,129 @@
+"""``grimperium.mopac.base``: MOPAC with automatic restarts, in the style of aiida-quantumespresso's base workchains.
+
+Each handler is tied to one or more exit codes of :class:`~aiida_grimperium.calculations.mopac.MopacCalculation`
+and says in the report what it changed:
+
+* 420 cycle limit, 421 geometry stuck, 400 out of time: restart from the last geometry MOPAC printed, with
+  twice the cycles (420) or twice the time (400).
+* 410 SCF not converged: first allow many more SCF iterations and add a level shift (``SHIFT=20``); then also
+  switch on Pulay's converger (``PULAY``).
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+
+from ..calculations.mopac import MopacCalculation
+from ..protocols import get_protocol_inputs
+
+
+class MopacBaseWorkChain(BaseRestartWorkChain):
+    """Run a :class:`MopacCalculation`, restarting it when a recoverable error comes back."""
+
+    _process_class = MopacCalculation
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(MopacCalculation, namespace='mopac')
+        spec.expose_outputs(MopacCalculation)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(
+                cls.run_process,
+                cls.inspect_process,
+            ),
+            cls.results,
+        )
+        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure=None, protocol=None, overrides=None, *, ensemble=None,
+                                  charge: int = 0, multiplicity: int = 1, task: str | None = None):
+        """A builder for ``structure`` (or ``ensemble``) with the inputs of ``protocol`` (fast|balanced|stringent)."""
+        inputs = get_protocol_inputs('mopac', protocol, overrides)
+        parameters = dict(inputs['mopac']['parameters'])
+        if task is not None:
+            parameters['task'] = task
+        builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        builder.mopac.code = code
+        if structure is not None:
+            builder.mopac.structure = structure
+        if ensemble is not None:
+            builder.mopac.ensemble = ensemble
+        builder.mopac.charge = orm.Int(charge)
+        builder.mopac.multiplicity = orm.Int(multiplicity)
+        builder.mopac.parameters = orm.Dict(parameters)
+        builder.mopac.metadata.options = inputs['mopac']['metadata']['options']
+        return builder
+
+    def setup(self):
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(MopacCalculation, 'mopac'))
+
+    def parameters(self) -> dict:
+        return self.ctx.inputs.parameters.get_dict() if 'parameters' in self.ctx.inputs else {}
+
+    def restart_from_last_geometry(self, calculation) -> None:
+        """Use the geometries the failed calculation ended with as the next inputs."""
+        if 'structure' in self.ctx.inputs and 'output_structure' in calculation.outputs:
+            self.ctx.inputs.structure = calculation.outputs.output_structure
+        elif 'ensemble' in self.ctx.inputs and 'output_ensemble' in calculation.outputs:
+            self.ctx.inputs.ensemble = calculation.outputs.output_ensemble
+
+    @process_handler(priority=600, exit_codes=[MopacCalculation.exit_codes.ERROR_MAX_CYCLES])
+    def handle_max_cycles(self, calculation):
+        """Cycle limit reached: continue from the last geometry with twice the cycles."""
+        parameters = self.parameters()
+        parameters['cycles'] = 2 * int(parameters.get('cycles') or 100)
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.restart_from_last_geometry(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> hit the cycle limit: restarting from its last '
+                    f'geometry with CYCLES={parameters["cycles"]}')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=590, exit_codes=[MopacCalculation.exit_codes.ERROR_GEOMETRY_NOT_CONVERGED])
+    def handle_geometry_not_converged(self, calculation):
+        """The optimiser got stuck: restart from the last geometry, which resets the Hessian."""
+        self.restart_from_last_geometry(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> could not converge the geometry: restarting '
+                    'from its last geometry with a fresh Hessian')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=580, exit_codes=[MopacCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
+    def handle_out_of_walltime(self, calculation):
+        """Out of time: continue from the last geometry with twice MOPAC's time limit and the scheduler's."""
+        parameters = self.parameters()
+        if parameters.get('time_limit_seconds'):
+            parameters['time_limit_seconds'] = 2 * float(parameters['time_limit_seconds'])
+            self.ctx.inputs.parameters = orm.Dict(parameters)
+        options = self.ctx.inputs.metadata.options
+        if options.get('max_wallclock_seconds'):
+            options['max_wallclock_seconds'] = 2 * int(options['max_wallclock_seconds'])
+        self.restart_from_last_geometry(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> ran out of time: restarting from its last '
+                    'geometry with twice the time')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=570, exit_codes=[MopacCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])
+    def handle_scf_not_converged(self, calculation):
+        """SCF failure: more iterations and a level shift, then Pulay mixing on top."""
+        parameters = self.parameters()
+        keywords = list(parameters.get('keywords', []))
+        parameters['itry'] = max(2000, 10 * int(parameters.get('itry') or 0))
+        if not any(k.upper().startswith('SHIFT') for k in keywords):
+            keywords.append('SHIFT=20')
+            change = f'ITRY={parameters["itry"]} and SHIFT=20'
+        elif 'PULAY' not in (k.upper() for k in keywords):
+            keywords.append('PULAY')
+            change = f'ITRY={parameters["itry"]} and PULAY'
+        else:
+            self.report(f'{calculation.process_label}<{calculation.pk}>: SCF failed with every strategy tried')
+            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        parameters['keywords'] = keywords
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.report(f'{calculation.process_label}<{calculation.pk}> did not reach SCF: restarting with {change}')
+        return ProcessHandlerReport(do_break=True)
