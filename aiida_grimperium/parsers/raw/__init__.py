@@ -20,9 +20,14 @@ FLOAT = r'[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eEdD][-+]?\d+)?'
 FLOAT_RE = re.compile(FLOAT)
 
 
+def to_float(text: str) -> float:
+    """``float`` that also reads Fortran ``D`` exponents (``1.0D-03``)."""
+    return float(text.replace('D', 'E').replace('d', 'e'))
+
+
 def floats(text: str) -> list[float]:
     """Return every real number in ``text`` (``D`` exponents accepted); ``****`` overflow fields are skipped."""
-    return [float(x.replace('D', 'E').replace('d', 'e')) for x in FLOAT_RE.findall(text)]
+    return [to_float(x) for x in FLOAT_RE.findall(text)]
 
 
 def looks_binary(path: pathlib.Path, probe: int = 4096) -> bool:
@@ -53,6 +58,8 @@ def parse_file(path: pathlib.Path, parse_lines: Callable[[Iterator[str]], dict])
         return parse_lines(iter_lines(path))
     except OSError:
         return failure('ERROR_OUTPUT_READ', path=str(path))
+    except Exception as exc:  # last line of defence: the fuzz tests call parse_lines directly to find these
+        return failure('ERROR_OUTPUT_PARSE', path=str(path), error=f'{type(exc).__name__}: {exc}')
 
 
 def find_output(path: pathlib.Path, candidates: tuple[str, ...]) -> pathlib.Path:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 
 from ...exit_codes import make_table, ExitCodeSpec
-from . import FLOAT, find_output, floats, parse_file
+from . import FLOAT, find_output, floats, parse_file, to_float
 
 EXIT_CODES = make_table(
     ExitCodeSpec(410, 'ERROR_SCF_NOT_CONVERGED', 'MOPAC could not achieve a self-consistent field.'),
@@ -100,7 +100,7 @@ class _Geometry:
             return False
         match = CART_ROW.match(line) or INPUT_ROW.match(line)
         if match:
-            self.rows.append((match.group(1), [float(match.group(i)) for i in (2, 3, 4)]))
+            self.rows.append((match.group(1), [to_float(match.group(i)) for i in (2, 3, 4)]))
             return True
         if not self.rows and self.preamble < self.MAX_PREAMBLE:
             self.preamble += 1
@@ -119,7 +119,7 @@ class _Geometry:
 def _scan_line(line: str, job: dict) -> None:
     """Read one non-geometry line of a job's body into ``job``."""
     if match := HEAT.search(line):
-        job['heat_of_formation_kcal_mol'] = float(match.group(1))
+        job['heat_of_formation_kcal_mol'] = to_float(match.group(1))
         return
     if 'SCF FIELD WAS ACHIEVED' in line:
         job['scf_converged'] = True
