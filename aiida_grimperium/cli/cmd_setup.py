@@ -26,7 +26,7 @@ KNOWN_CODES = {
 
 def ensure_profile(name: str) -> str:
     """Make a ``core.sqlite_dos`` + ZeroMQ profile called ``name`` unless a default profile exists."""
-    from aiida.manage.configuration import get_config
+    from aiida.manage.configuration import get_config, reset_config
 
     try:
         config = get_config(create=True)
@@ -36,6 +36,7 @@ def ensure_profile(name: str) -> str:
         pass
     cmd = [sys.executable, '-m', 'aiida', 'presto', '--profile-name', name, '--use-zeromq']
     subprocess.run(cmd, check=True)
+    reset_config()  # the profile was written by another process: drop the cached, profile-less config
     return name
 
 
@@ -54,6 +55,7 @@ def register_codes(computer_label: str = 'localhost', echo=click.echo) -> dict[s
         except NotExistent:
             if path is None:
                 report[label] = 'not found'
+                echo(f'{label + "@" + computer_label:<20} not found  (no `{executable}` on PATH)')
                 continue
             orm.InstalledCode(
                 label=label,
@@ -78,7 +80,7 @@ def cmd_setup(ctx, profile_name, computer_label):
     from . import load_profile
 
     if ctx.find_root().obj.get('profile') is None:
-        ensure_profile(profile_name)
+        ctx.find_root().obj['profile'] = ensure_profile(profile_name)
     profile = load_profile(ctx)
     click.echo(f'profile: {profile.name}')
     register_codes(computer_label)
