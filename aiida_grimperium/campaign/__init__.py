@@ -1,0 +1,1 @@
+"""CSV campaigns: one workchain per molecule, one Group per campaign, state kept in the database."""

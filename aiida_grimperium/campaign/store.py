@@ -1,0 +1,169 @@
+"""A campaign in the database: a Group holding one record per molecule and the workchains run for them.
+
+* **molecule record**: a stored ``Dict`` with the validated CSV row as attributes, in the campaign group, with
+  extras ``grimperium_record = True``, ``mol_id`` and ``timestamp_added``.
+* **run**: a :class:`ConformerToDftWorkChain` in the same group, with extras ``mol_id``, ``rerun`` (0 for the
+  first run) and ``stage``.
+* **settings**: the group's extras (engine, top_n, dft, protocol, max_reruns, code labels), so that reruns are
+  built exactly like the first run.
+
+A molecule's status is derived, never stored: ``Pending`` (no run yet), ``Running``, ``OK``, ``Rerun`` (failed,
+reruns left), ``Skip`` (failed ``max_reruns`` + 1 times).
+"""
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Iterable
+
+from aiida import orm
+
+from .molecules import Molecule
+
+RECORD_EXTRA = 'grimperium_record'
+DEFAULT_SETTINGS = {
+    'engine': 'rdkit-xtb',
+    'top_n': 3,
+    'dft': None,
+    'protocol': 'fast',
+    'max_reruns': 3,
+    'num_conformers': 10,
+    'codes': {'xtb': 'xtb@localhost', 'mopac': 'mopac@localhost', 'crest': 'crest@localhost',
+              'pw': 'pw@localhost', 'vasp': 'vasp@localhost', 'crystal': 'crystal@localhost'},
+    'scheduler': {},
+}
+ACTIVE_STATES = ('created', 'waiting', 'running')
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+def get_campaign(name: str, settings: dict | None = None) -> orm.Group:
+    """Load (or create, when ``settings`` are given) the campaign group ``name``; new settings are saved."""
+    group, created = orm.Group.collection.get_or_create(label=name)
+    if settings is not None:
+        merged = {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {}), **settings}
+        group.base.extras.set('settings', merged)
+    elif created:
+        group.base.extras.set('settings', dict(DEFAULT_SETTINGS))
+    return group
+
+
+def settings_of(group: orm.Group) -> dict:
+    return {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {})}
+
+
+def add_molecules(group: orm.Group, molecules: Iterable[Molecule]) -> list[orm.Dict]:
+    """Store a record per molecule not yet in the campaign (mol_id already present: kept as it is)."""
+    existing = set(records(group))
+    added = []
+    for molecule in molecules:
+        if molecule.mol_id in existing:
+            continue
+        record = orm.Dict(molecule.model_dump())
+        record.label = molecule.mol_id
+        record.store()
+        record.base.extras.set_many({RECORD_EXTRA: True, 'mol_id': molecule.mol_id, 'timestamp_added': now()})
+        added.append(record)
+    group.add_nodes(added)
+    return added
+
+
+def records(group: orm.Group) -> dict[str, dict]:
+    """``{mol_id: row attributes}`` of the campaign's molecule records, in insertion order."""
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters={'id': group.pk}, tag='group')
+    query.append(orm.Dict, with_group='group', filters={f'extras.{RECORD_EXTRA}': True},
+                 project=['extras.mol_id', 'attributes', 'extras.timestamp_added'])
+    query.order_by({orm.Dict: {'id': 'asc'}})
+    return {mol_id: {**attributes, 'timestamp_added': added} for mol_id, attributes, added in query.iterall()}
+
+
+def runs(group: orm.Group) -> dict[str, list[dict]]:
+    """``{mol_id: [run, ...]}`` oldest first; a run has pk, state, exit_status, exit_message, rerun, stage."""
+    from ..workchains.pipeline import ConformerToDftWorkChain
+
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters={'id': group.pk}, tag='group')
+    query.append(ConformerToDftWorkChain, with_group='group', project=[
+        'id', 'extras.mol_id', 'attributes.process_state', 'attributes.exit_status', 'attributes.exit_message',
+        'extras.rerun', 'extras.stage', 'ctime', 'mtime', 'uuid'])
+    query.order_by({ConformerToDftWorkChain: {'id': 'asc'}})
+    result: dict[str, list[dict]] = {}
+    for pk, mol_id, state, status, message, rerun, stage, ctime, mtime, uuid in query.iterall():
+        if mol_id is None:  # submitted a moment ago, extras not yet written
+            continue
+        result.setdefault(mol_id, []).append({
+            'pk': pk, 'uuid': uuid, 'state': state, 'exit_status': status, 'exit_message': message,
+            'rerun': rerun or 0, 'stage': stage or 'selected', 'ctime': ctime, 'mtime': mtime})
+    return result
+
+
+def status_of(molecule_runs: list[dict], max_reruns: int) -> str:
+    """The seed's status word for a molecule, from its runs (oldest first)."""
+    if not molecule_runs:
+        return 'Pending'
+    last = molecule_runs[-1]
+    if last['state'] in ACTIVE_STATES or last['state'] is None:
+        return 'Running'
+    if last['state'] == 'finished' and last['exit_status'] == 0:
+        return 'OK'
+    return 'Rerun' if len(molecule_runs) - 1 < max_reruns else 'Skip'
+
+
+def schedule(group: orm.Group) -> list[str]:
+    """mol_ids to run next: failed ones with reruns left first, then the ones never run (CSV order)."""
+    settings = settings_of(group)
+    all_runs = runs(group)
+    failed, pending = [], []
+    for mol_id in records(group):
+        status = status_of(all_runs.get(mol_id, []), settings['max_reruns'])
+        if status == 'Rerun':
+            failed.append(mol_id)
+        elif status == 'Pending':
+            pending.append(mol_id)
+    return failed + pending
+
+
+def count_active(group: orm.Group) -> int:
+    from ..workchains.pipeline import ConformerToDftWorkChain
+
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters={'id': group.pk}, tag='group')
+    query.append(ConformerToDftWorkChain, with_group='group',
+                 filters={'attributes.process_state': {'in': list(ACTIVE_STATES)}})
+    return query.count()
+
+
+def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int = 20, wait: bool = False,
+                     poll_seconds: float = 2.0, echo: Callable[[str], None] = print) -> list[int]:
+    """Submit the pipeline for ``mol_ids`` to the daemon, never more than ``max_active`` at once.
+
+    With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
+    ``campaign submit`` / ``rerun``); with ``wait=True`` it waits for slots to free up.
+    """
+    from aiida.engine import submit
+
+    from .builders import pipeline_builder
+
+    settings = settings_of(group)
+    rows = records(group)
+    all_runs = runs(group)
+    submitted = []
+    for mol_id in mol_ids:
+        while count_active(group) >= max_active:
+            if not wait:
+                echo(f'{len(mol_ids) - len(submitted)} molecule(s) left Pending: {max_active} already running')
+                return submitted
+            time.sleep(poll_seconds)
+        builder = pipeline_builder(Molecule.model_validate(rows[mol_id]), settings)
+        rerun = len(all_runs.get(mol_id, []))
+        builder.metadata.label = mol_id
+        node = submit(builder)
+        # no `stage` here: the daemon may already have started the run and set it; missing means 'selected'
+        node.base.extras.set_many({'mol_id': mol_id, 'rerun': rerun, 'campaign': group.label})
+        group.add_nodes(node)
+        submitted.append(node.pk)
+        echo(f'submitted {mol_id:<20} pk={node.pk}' + (f' (rerun {rerun})' if rerun else ''))
+    return submitted

@@ -1,0 +1,269 @@
+"""``grimperium validate | campaign submit/run/status/rerun | export | report``: CSV campaigns on the daemon."""
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+import click
+
+from . import cmd_root, load_profile
+
+STAGE_LABELS = ('selected', 'pre-optimisation', 'conformer search', 'MOPAC', 'done')
+#: ``stage`` extra of a run → how many of the five stages it has reached.
+STAGE_REACHED = {'selected': 1, 'preoptimization': 2, 'conformer_search': 3, 'mopac': 4, 'dft': 4, 'done': 5}
+
+
+def strictness_option(function):
+    return click.option('--strict/--permissive', default=True, show_default=True,
+                        help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped.')(function)
+
+
+def campaign_options(function):
+    options = [
+        click.option('--group', 'group_name', required=True, help='Name of the campaign (an AiiDA group).'),
+        click.option('--engine', type=click.Choice(['rdkit-xtb', 'crest']), default='rdkit-xtb', show_default=True),
+        click.option('--top-n', type=click.IntRange(1), default=3, show_default=True,
+                     help='Conformers computed with MOPAC (in one job).'),
+        click.option('--num-conformers', type=click.IntRange(1), default=10, show_default=True,
+                     help='RDKit conformers embedded per molecule (rdkit-xtb engine).'),
+        click.option('--dft', type=click.Choice(['pw', 'vasp', 'crystal']), default=None,
+                     help='Run DFT on the PM7-lowest conformer with this code.'),
+        click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True),
+        click.option('--max-reruns', type=click.IntRange(0), default=3, show_default=True),
+        click.option('--max-active', type=click.IntRange(1), default=20, show_default=True,
+                     help='Throttle: at most this many molecules running at once.'),
+        click.option('--code', 'code_labels', multiple=True, metavar='NAME=LABEL',
+                     help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
+        strictness_option,
+        click.option('--dry-run', is_flag=True, help='Validate and show what would be submitted; submit nothing.'),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def validate_or_exit(csv_path: pathlib.Path, strict: bool):
+    """Validate the CSV; print every error; exit 1 in strict mode when there are errors."""
+    from ..campaign.molecules import read_csv
+
+    try:
+        validation = read_csv(csv_path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    if validation.errors:
+        log = pathlib.Path(str(csv_path) + '.validation.log')
+        log.write_text(validation.report() + '\n', encoding='utf-8')
+        click.echo(validation.report(), err=True)
+        click.echo(f'(errors also written to {log})', err=True)
+        if strict:
+            click.echo(f'strict mode: nothing submitted; fix the {len(validation.bad_rows)} row(s) or use --permissive',
+                       err=True)
+            sys.exit(1)
+        click.echo(f'permissive mode: skipping {len(validation.bad_rows)} bad row(s)', err=True)
+    else:
+        click.echo(f'{csv_path}: {validation.rows_read} rows, all valid')
+    return validation
+
+
+@cmd_root.command('validate')
+@click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@strictness_option
+def cmd_validate(csv_path, strict):
+    """Validate a campaign CSV (every error with its row and field)."""
+    validate_or_exit(csv_path, strict)
+
+
+@cmd_root.group('campaign')
+def cmd_campaign():
+    """Run CSV campaigns: one ConformerToDftWorkChain per molecule, one group per campaign."""
+
+
+def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_labels) -> dict:
+    from ..campaign.store import DEFAULT_SETTINGS
+
+    codes = dict(DEFAULT_SETTINGS['codes'])
+    for item in code_labels:
+        name, _, label = item.partition('=')
+        if name not in codes or not label:
+            raise click.BadParameter(f'`{item}`: use NAME=LABEL with NAME one of {", ".join(codes)}', param_hint='--code')
+        codes[name] = label
+    return {'engine': engine, 'top_n': top_n, 'num_conformers': num_conformers, 'dft': dft, 'protocol': protocol,
+            'max_reruns': max_reruns, 'codes': codes}
+
+
+def _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args):
+    validation = validate_or_exit(csv_path, strict)
+    if dry_run:
+        click.echo(f'dry run: would submit {len(validation.molecules)} molecule(s) to campaign `{group_name}` with '
+                   f'{_settings(**settings_args)}')
+        return None
+    load_profile(ctx)
+    from ..campaign.builders import load_codes
+    from ..campaign.store import add_molecules, get_campaign, schedule
+
+    settings = _settings(**settings_args)
+    try:
+        load_codes(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
+    group = get_campaign(group_name, settings)
+    added = add_molecules(group, validation.molecules)
+    click.echo(f'campaign `{group.label}`: {len(added)} new molecule(s) added')
+    return group, schedule(group)
+
+
+@cmd_campaign.command('submit')
+@click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@campaign_options
+@click.pass_context
+def cmd_submit(ctx, csv_path, group_name, strict, dry_run, max_active, **settings_args):
+    """Validate CSV_PATH and submit its molecules to the daemon (throttled); returns at once."""
+    prepared = _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args)
+    if prepared is None:
+        return
+    from ..campaign.store import submit_molecules
+
+    group, todo = prepared
+    submit_molecules(group, todo, max_active=max_active, wait=False, echo=click.echo)
+    _ensure_daemon_hint()
+
+
+@cmd_campaign.command('run')
+@click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
+@campaign_options
+@click.option('--workers', type=click.IntRange(1), default=None, help='Daemon workers to start if it is not running.')
+@click.pass_context
+def cmd_run(ctx, csv_path, group_name, strict, dry_run, max_active, workers, **settings_args):
+    """Like `submit`, but start the daemon if needed and wait with live progress until every molecule has finished."""
+    prepared = _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args)
+    if prepared is None:
+        return
+    from ..campaign.store import submit_molecules
+
+    group, todo = prepared
+    _start_daemon(workers)
+    submit_molecules(group, todo, max_active=max_active, wait=True, echo=click.echo)
+    _watch(group, until_done=True)
+
+
+@cmd_campaign.command('rerun')
+@click.argument('name')
+@click.option('--max-active', type=click.IntRange(1), default=20, show_default=True)
+@click.pass_context
+def cmd_rerun(ctx, name, max_active):
+    """Rerun failed molecules with reruns left (first), then the ones not yet run."""
+    load_profile(ctx)
+    from ..campaign.store import get_campaign, schedule, submit_molecules
+
+    group = get_campaign(name)
+    todo = schedule(group)
+    if not todo:
+        click.echo(f'campaign `{name}`: nothing to rerun')
+        return
+    submit_molecules(group, todo, max_active=max_active, wait=False, echo=click.echo)
+    _ensure_daemon_hint()
+
+
+@cmd_campaign.command('status')
+@click.argument('name')
+@click.option('--watch', is_flag=True, help='Refresh until every molecule has finished.')
+@click.pass_context
+def cmd_status(ctx, name, watch):
+    """Counts per status and a progress bar per stage (selected → pre-optimisation → conformer search → MOPAC → done)."""
+    load_profile(ctx)
+    from ..campaign.store import get_campaign
+
+    _watch(get_campaign(name), until_done=watch)
+
+
+def progress(group) -> tuple[dict, list[int], int]:
+    """Status counts, molecules that reached each stage, and the number of molecules."""
+    from ..campaign.store import records, runs, settings_of, status_of
+
+    max_reruns = settings_of(group)['max_reruns']
+    all_runs = runs(group)
+    counts: dict[str, int] = {}
+    reached = [0] * len(STAGE_LABELS)
+    mol_ids = list(records(group))
+    for mol_id in mol_ids:
+        molecule_runs = all_runs.get(mol_id, [])
+        status = status_of(molecule_runs, max_reruns)
+        counts[status] = counts.get(status, 0) + 1
+        level = 0
+        if molecule_runs:
+            last = molecule_runs[-1]
+            level = 5 if last['state'] in ('finished', 'excepted', 'killed') else STAGE_REACHED.get(last['stage'], 1)
+        for k in range(level):
+            reached[k] += 1
+    return counts, reached, len(mol_ids)
+
+
+def render_progress(name: str, counts: dict, reached: list[int], total: int, width: int = 30) -> str:
+    lines = [f'campaign `{name}`: {total} molecules  ' + '  '.join(f'{k}={v}' for k, v in sorted(counts.items()))]
+    for label, count in zip(STAGE_LABELS, reached):
+        filled = int(round(width * count / total)) if total else 0
+        lines.append(f'  {label:<17} [{"#" * filled}{"." * (width - filled)}] {count}/{total}')
+    return '\n'.join(lines)
+
+
+def _watch(group, until_done: bool, interval: float = 3.0) -> None:
+    last_text = None
+    while True:
+        counts, reached, total = progress(group)
+        text = render_progress(group.label, counts, reached, total)
+        if text != last_text:
+            click.echo(text)
+            last_text = text
+        unfinished = counts.get('Running', 0) + counts.get('Pending', 0)
+        if not until_done or unfinished == 0:
+            return
+        time.sleep(interval)
+
+
+def _start_daemon(workers: int | None) -> None:
+    from aiida.engine.daemon.client import get_daemon_client
+
+    client = get_daemon_client()
+    if not client.is_daemon_running:
+        click.echo(f'starting the daemon ({workers or 1} worker(s))')
+        client.start_daemon(number_workers=workers or 1)
+
+
+def _ensure_daemon_hint() -> None:
+    from aiida.engine.daemon.client import get_daemon_client
+
+    if not get_daemon_client().is_daemon_running:
+        click.echo('note: the daemon is not running; start it with `verdi daemon start` (or use `campaign run`)')
+
+
+@cmd_root.command('export')
+@click.argument('name')
+@click.option('-o', '--output', 'output', required=True, type=click.Path(dir_okay=False, path_type=pathlib.Path))
+@click.option('--format', 'fmt', type=click.Choice(['csv', 'json']), default='csv', show_default=True)
+@click.pass_context
+def cmd_export(ctx, name, output, fmt):
+    """Write one row per molecule of campaign NAME (the seed's columns, then new ones), atomically."""
+    load_profile(ctx)
+    from ..campaign.export import export_campaign
+    from ..campaign.store import get_campaign
+
+    table = export_campaign(get_campaign(name), output, fmt)
+    click.echo(f'wrote {len(table)} molecule(s) to {output}')
+
+
+@cmd_root.command('report')
+@click.argument('name')
+@click.option('-o', '--output', 'output', required=True, type=click.Path(file_okay=False, path_type=pathlib.Path))
+@click.pass_context
+def cmd_report(ctx, name, output):
+    """Parity plot (PM7 vs reference), error statistics and an HTML page for campaign NAME."""
+    load_profile(ctx)
+    from ..campaign.export import campaign_table
+    from ..campaign.report import write_report
+    from ..campaign.store import get_campaign
+
+    stats = write_report(campaign_table(get_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
+    overall = stats['overall']
+    click.echo(f'{output}/index.html: n={overall["n"]} MAE={overall["mae"]} RMSE={overall["rmse"]} '
+               f'max={overall["max_error"]} kcal/mol')

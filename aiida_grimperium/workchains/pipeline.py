@@ -1,0 +1,197 @@
+"""``grimperium.conformer_to_dft``: one molecule from SMILES to PM7 heats of formation and, optionally, DFT.
+
+SMILES or structure → :class:`ConformerSearchWorkChain` (CREST or RDKit + xtb, with the xtb pre-optimisation)
+→ the ``top_n`` lowest conformers in **one** :class:`MopacBaseWorkChain` (one MOPAC job for all of them) →
+optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code given) on the PM7-lowest conformer.
+
+A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
+keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
+The current stage is kept in the node's ``stage`` extra, which ``grimperium campaign status`` reads.
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_
+
+from ..chemistry import check_charge_multiplicity, smiles_to_molecule
+from ..structures import structure_symbols_positions
+from .conformers import ConformerSearchWorkChain
+from .dft import DftWorkChain
+from .mopac import MopacBaseWorkChain
+
+#: The seed's five stages, in order; ``stage`` extras take these values.
+STAGES = ('selected', 'preoptimization', 'conformer_search', 'mopac', 'dft', 'done')
+
+
+def duration_seconds(node: orm.ProcessNode) -> float:
+    """Wall time of a finished process node (creation to last modification)."""
+    return (node.mtime - node.ctime).total_seconds()
+
+
+class ConformerToDftWorkChain(WorkChain):
+    """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('smiles', valid_type=orm.Str, required=False, help='The molecule as SMILES; or give `structure`.')
+        spec.input('structure', valid_type=orm.StructureData, required=False, help='The molecule (pbc False).')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0))
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1))
+        spec.input('top_n', valid_type=orm.Int, default=lambda: orm.Int(3),
+                   help='How many of the lowest conformers MOPAC computes (in one job).')
+        spec.expose_inputs(ConformerSearchWorkChain, namespace='conformers',
+                           exclude=('smiles', 'structure', 'charge', 'multiplicity'))
+        spec.expose_inputs(MopacBaseWorkChain, namespace='mopac',
+                           exclude=('mopac.structure', 'mopac.ensemble', 'mopac.charge', 'mopac.multiplicity'))
+        spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure',),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Give `dft.code` to run DFT on the PM7-lowest conformer.'})
+        spec.inputs.validator = cls.validate_inputs
+
+        spec.outline(
+            cls.setup,
+            cls.run_conformer_search,
+            cls.inspect_conformer_search,
+            cls.run_mopac,
+            cls.inspect_mopac,
+            if_(cls.should_run_dft)(
+                cls.run_dft,
+                cls.inspect_dft,
+            ),
+            cls.results,
+        )
+        spec.output('ensemble', valid_type=orm.TrajectoryData, help='The conformer ensemble, lowest first.')
+        spec.output('pm7_parameters', valid_type=orm.Dict, required=False, help="MOPAC's output_parameters.")
+        spec.output('most_stable_hof', valid_type=orm.Float, required=False,
+                    help='Lowest PM7 heat of formation over the computed conformers (kcal/mol).')
+        spec.output('lowest_structure', valid_type=orm.StructureData, required=False,
+                    help='PM7 geometry of the most stable conformer.')
+        spec.expose_outputs(DftWorkChain, namespace='dft', namespace_options={'required': False})
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='The per-molecule summary the campaign export reads (always written).')
+        spec.exit_code(401, 'ERROR_INVALID_MOLECULE', message='The SMILES, charge or multiplicity is invalid.')
+        spec.exit_code(410, 'ERROR_CONFORMER_SEARCH_FAILED', message='The conformer search failed.')
+        spec.exit_code(420, 'ERROR_MOPAC_FAILED', message='The MOPAC calculation of the conformers failed.')
+        spec.exit_code(430, 'ERROR_DFT_FAILED', message='The DFT calculation failed.')
+
+    @staticmethod
+    def validate_inputs(value, _=None):
+        """SMILES or structure, and a charge/multiplicity its electrons allow, before anything runs."""
+        if ('smiles' in value) == ('structure' in value):
+            return 'give exactly one of `smiles` and `structure`'
+        charge = value['charge'].value if 'charge' in value else 0
+        multiplicity = value['multiplicity'].value if 'multiplicity' in value else 1
+        try:
+            if 'smiles' in value:
+                mol = smiles_to_molecule(value['smiles'].value)
+                symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
+            else:
+                symbols, _ = structure_symbols_positions(value['structure'])
+            check_charge_multiplicity(symbols, charge, multiplicity)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def set_stage(self, stage: str) -> None:
+        self.node.base.extras.set('stage', stage)
+
+    def setup(self):
+        self.ctx.summary = {'top_n': self.inputs.top_n.value}
+
+    def run_conformer_search(self):
+        inputs = AttributeDict(self.exposed_inputs(ConformerSearchWorkChain, 'conformers'))
+        for name in ('smiles', 'structure', 'charge', 'multiplicity'):
+            if name in self.inputs:
+                inputs[name] = self.inputs[name]
+        self.set_stage('preoptimization')  # the conformer search starts with the xtb pre-optimisation
+        node = self.submit(ConformerSearchWorkChain, **inputs)
+        self.report(f'launched ConformerSearchWorkChain<{node.pk}>')
+        return ToContext(conformers=node)
+
+    def inspect_conformer_search(self):
+        node = self.ctx.conformers
+        self.ctx.summary['conformer_search_time_s'] = duration_seconds(node)
+        self.ctx.summary['engine'] = self.inputs.conformers.get('engine', orm.Str('')).value
+        if not node.is_finished_ok or 'ensemble' not in node.outputs:
+            self.ctx.summary['conformer_search_status'] = 'FAILED'
+            self.ctx.summary['error_message'] = f'conformer search: {node.exit_message or node.process_state.value}'
+            return self.fail(self.exit_codes.ERROR_CONFORMER_SEARCH_FAILED)
+        ensemble = node.outputs.ensemble
+        self.out('ensemble', ensemble)
+        self.ctx.summary['conformer_search_status'] = 'SUCCESS'
+        self.ctx.summary['num_conformers'] = ensemble.numsteps
+        if 'relative_energies_kcal_mol' in ensemble.get_arraynames():
+            self.ctx.summary['conformer_relative_energies_kcal_mol'] = ensemble.get_array('relative_energies_kcal_mol').tolist()
+
+    def run_mopac(self):
+        from ..ensembles import top_n
+
+        ensemble = self.ctx.conformers.outputs.ensemble
+        if ensemble.numsteps > self.inputs.top_n.value:
+            ensemble = top_n(ensemble, self.inputs.top_n)  # a calcfunction: the selection stays in the graph
+        inputs = AttributeDict(self.exposed_inputs(MopacBaseWorkChain, 'mopac'))
+        inputs.mopac.ensemble = ensemble
+        inputs.mopac.charge = self.inputs.charge
+        inputs.mopac.multiplicity = self.inputs.multiplicity
+        self.set_stage('mopac')
+        node = self.submit(MopacBaseWorkChain, **inputs)
+        self.report(f'launched MopacBaseWorkChain<{node.pk}> on {ensemble.numsteps} conformers')
+        return ToContext(mopac=node)
+
+    def inspect_mopac(self):
+        node = self.ctx.mopac
+        self.ctx.summary['mopac_time_s'] = duration_seconds(node)
+        if 'output_parameters' in node.outputs:
+            parameters = node.outputs.output_parameters
+            self.out('pm7_parameters', parameters)
+            heats = [h for h in parameters['heats_of_formation_kcal_mol'] if h is not None]
+            self.ctx.summary['pm7_heats_of_formation_kcal_mol'] = sorted(heats)
+        if not node.is_finished_ok:
+            self.ctx.summary['mopac_status'] = 'FAILED'
+            self.ctx.summary['error_message'] = f'MOPAC: {node.exit_message or node.process_state.value}'
+            return self.fail(self.exit_codes.ERROR_MOPAC_FAILED)
+        self.ctx.summary['mopac_status'] = 'OK'
+        most_stable = orm.Float(parameters['lowest_heat_of_formation_kcal_mol'])
+        self.ctx.summary['most_stable_hof'] = most_stable.value
+        self.out('most_stable_hof', most_stable.store())
+        if 'output_structure' in node.outputs:
+            self.out('lowest_structure', node.outputs.output_structure)
+
+    def should_run_dft(self):
+        return 'dft' in self.inputs and 'code' in self.inputs.dft
+
+    def run_dft(self):
+        inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
+        inputs.structure = self.ctx.mopac.outputs.output_structure
+        self.set_stage('dft')
+        node = self.submit(DftWorkChain, **inputs)
+        self.report(f'launched DftWorkChain<{node.pk}> with {self.inputs.dft.code.full_label}')
+        return ToContext(dft=node)
+
+    def inspect_dft(self):
+        node = self.ctx.dft
+        self.ctx.summary['dft_time_s'] = duration_seconds(node)
+        self.ctx.summary['dft_code'] = self.inputs.dft.code.default_calc_job_plugin
+        if not node.is_finished_ok:
+            self.ctx.summary['dft_status'] = 'FAILED'
+            self.ctx.summary['error_message'] = f'DFT: {node.exit_message or node.process_state.value}'
+            return self.fail(self.exit_codes.ERROR_DFT_FAILED)
+        self.out_many(self.exposed_outputs(node, DftWorkChain, namespace='dft'))
+        self.ctx.summary['dft_status'] = 'OK'
+        self.ctx.summary['dft_energy_ev'] = node.outputs.energy.value
+        if 'band_gap' in node.outputs:
+            self.ctx.summary['dft_band_gap_ev'] = node.outputs.band_gap.value
+
+    def fail(self, exit_code):
+        """End the molecule with ``exit_code``, keeping the summary of what was computed."""
+        self.write_summary()
+        return exit_code
+
+    def write_summary(self):
+        self.out('output_parameters', orm.Dict(self.ctx.summary).store())
+
+    def results(self):
+        self.set_stage('done')
+        self.write_summary()
