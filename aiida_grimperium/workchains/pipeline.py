@@ -48,6 +48,11 @@ class ConformerToDftWorkChain(WorkChain):
         spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure',),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Give `dft.code` to run DFT on the PM7-lowest conformer.'})
+        # The exposed namespaces lack the geometry the pipeline fills in later: their own validators run when the
+        # sub-processes are launched, not here.
+        spec.inputs['conformers'].validator = None
+        spec.inputs['mopac']['mopac'].validator = None
+        spec.inputs['dft'].validator = None
         spec.inputs.validator = cls.validate_inputs
 
         spec.outline(

@@ -1,0 +1,150 @@
+"""``grimperium.vasp.base``: restart workchain around :class:`~aiida_grimperium.calculations.vasp.VaspCalculation`.
+
+Handlers, each tied to an exit code of the parser:
+
+* 410 electronic minimisation not converged: switch to a more robust ``ALGO`` (Fast/VeryFast -> Normal -> All),
+  then raise ``NELM``; restart from the last structure and the run's WAVECAR/CHGCAR when there are any;
+* 500 ionic relaxation not converged: continue from the last structure (VASP's CONTCAR);
+* 400 out of walltime and 312 unfinished run: restart from the last structure and the run folder.
+"""
+from __future__ import annotations
+
+import os
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+
+from ..calculations.vasp import VaspCalculation
+from ..protocols import get_protocol_inputs
+
+#: ALGO to switch to when the electronic loop did not converge (VASP's own advice: Fast -> Normal -> All).
+ALGO_LADDER = {'veryfast': 'Normal', 'fast': 'Normal', 'normal': 'All'}
+NELM_FACTOR = 2
+NELM_MAX = 400
+#: Environment variable read by ``get_builder_from_protocol`` when no ``potcar_library`` is passed.
+POTCAR_LIBRARY_ENV = 'GRIMPERIUM_POTCAR_LIBRARY'
+
+
+class VaspBaseWorkChain(BaseRestartWorkChain):
+    """Run a VASP calculation and recover from the common failures (see the module docstring)."""
+
+    _process_class = VaspCalculation
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(VaspCalculation, namespace='vasp')
+        spec.expose_outputs(VaspCalculation)
+        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(
+                cls.run_process,
+                cls.inspect_process,
+            ),
+            cls.results,
+        )
+
+    def setup(self):
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(VaspCalculation, 'vasp'))
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls, code, structure, protocol=None, overrides=None, *, potcar_library=None, relax=False, options=None, **_
+    ):
+        """A builder with the inputs of ``protocol`` (``fast`` / ``balanced`` / ``stringent``) for ``structure``.
+
+        ``potcar_library`` (or ``overrides['potcar_library']``, or the ``GRIMPERIUM_POTCAR_LIBRARY`` environment
+        variable) is the folder of the user's POTCARs; ``relax=True`` adds the protocol's ``relax`` INCAR tags.
+        """
+        inputs = get_protocol_inputs('vasp', protocol, overrides)
+        library = potcar_library or inputs.get('potcar_library') or os.environ.get(POTCAR_LIBRARY_ENV)
+        if not library:
+            raise ValueError(f'give `potcar_library` or set {POTCAR_LIBRARY_ENV}: the folder of your VASP POTCARs')
+        parameters = dict(inputs['parameters'])
+        if relax:
+            parameters.update(inputs['relax'])
+
+        builder = cls.get_builder()
+        builder.vasp.code = code
+        builder.vasp.structure = structure
+        builder.vasp.parameters = orm.Dict(parameters)
+        builder.vasp.kpoints_spacing = orm.Float(inputs['kpoints_spacing'])
+        builder.vasp.potcar_library = orm.Str(str(library))
+        if inputs.get('potcar_mapping'):
+            builder.vasp.potcar_mapping = orm.Dict(inputs['potcar_mapping'])
+        builder.vasp.settings = orm.Dict({'kpoints_style': inputs.get('kpoints_style', 'Gamma')})
+        if options:
+            builder.vasp.metadata.options = options
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        return builder
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def _continue_from(self, calculation, *, structure: bool = True) -> list[str]:
+        """Point the next run at ``calculation``'s folder (WAVECAR/CHGCAR) and last structure; say what changed."""
+        done = []
+        if 'remote_folder' in calculation.outputs:
+            self.ctx.inputs.parent_folder = calculation.outputs.remote_folder
+            done.append(f'restart files of <{calculation.pk}>')
+        if structure and 'output_structure' in calculation.outputs:
+            self.ctx.inputs.structure = calculation.outputs.output_structure
+            done.append('its last structure')
+        return done
+
+    def _parameters(self) -> dict:
+        return self.ctx.inputs.parameters.get_dict()
+
+    # -- handlers ----------------------------------------------------------------------------------------------
+
+    @process_handler(priority=600, exit_codes=[VaspCalculation.exit_codes.ERROR_ELECTRONIC_NOT_CONVERGED])
+    def handle_electronic_not_converged(self, calculation):
+        """NELM reached: use a more robust ALGO, or, when ALGO is already All, double NELM."""
+        parameters = self._parameters()
+        algo = str(parameters.get('ALGO', 'Normal'))
+        if algo.lower() in ALGO_LADDER:
+            parameters['ALGO'] = ALGO_LADDER[algo.lower()]
+            change = f'ALGO {algo} -> {parameters["ALGO"]}'
+        else:
+            nelm = int(parameters.get('NELM', 60))
+            if nelm >= NELM_MAX:
+                self.report(f'electronic loop not converged with ALGO={algo} and NELM={nelm}: giving up')
+                return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+            parameters['NELM'] = min(nelm * NELM_FACTOR, NELM_MAX)
+            change = f'NELM {nelm} -> {parameters["NELM"]}'
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        done = self._continue_from(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> electronic loop not converged: {change}; '
+                    f'restarting from {", ".join(done) or "scratch"}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=500, exit_codes=[VaspCalculation.exit_codes.ERROR_IONIC_NOT_CONVERGED])
+    def handle_ionic_not_converged(self, calculation):
+        """NSW reached before EDIFFG: continue the relaxation from the last structure (CONTCAR)."""
+        if 'output_structure' not in calculation.outputs:
+            self.report(f'{calculation.process_label}<{calculation.pk}> ionic relaxation not converged and no '
+                        'structure to continue from: giving up')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        done = self._continue_from(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> ionic relaxation not converged: continuing '
+                    f'from {", ".join(done)}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=400, exit_codes=[VaspCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
+    def handle_out_of_walltime(self, calculation):
+        """Killed by the scheduler's walltime: continue from what the run left."""
+        done = self._continue_from(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> ran out of walltime: restarting from '
+                    f'{", ".join(done) or "scratch"}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=300, exit_codes=[VaspCalculation.exit_codes.ERROR_OUTPUT_INCOMPLETE])
+    def handle_unfinished(self, calculation):
+        """The run stopped without an error message (killed, node failure): run it again from what it left."""
+        done = self._continue_from(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> did not finish: restarting from '
+                    f'{", ".join(done) or "scratch"}')
+        return ProcessHandlerReport(True)
