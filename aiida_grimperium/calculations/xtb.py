@@ -1,0 +1,179 @@
+"""``grimperium.xtb``: single points and optimisations with xtb (GFN0/1/2-xTB, GFN-FF), one or many geometries.
+
+A ``structure`` runs as one xtb call; an ``ensemble`` (the layout of :func:`aiida_grimperium.structures.make_ensemble`)
+runs as **one job** with one xtb call per frame (one ``CodeInfo`` each, run one after the other), each in its own
+``--namespace confNNNN`` so their files do not collide. An xtb call on a small molecule takes a fraction of a
+second, so batching saves the per-process overhead of AiiDA that one job per conformer would cost.
+"""
+from __future__ import annotations
+
+import re
+
+from aiida import orm
+from aiida.common import datastructures
+
+from ..chemistry import check_charge_multiplicity
+from ..parsers.raw.xtb import EXIT_CODES, STDERR_NAME
+from ..structures import ensemble_frames, structure_symbols_positions
+from .base import GrimperiumCalcJob
+
+METHODS = {'gfn0': ['--gfn', '0'], 'gfn1': ['--gfn', '1'], 'gfn2': ['--gfn', '2'], 'gfnff': ['--gfnff']}
+TASKS = ('single_point', 'optimization')
+#: xtb's optimisation levels, loosest first (``verytight`` is accepted for ``vtight``).
+OPT_LEVELS = ('crude', 'sloppy', 'loose', 'lax', 'normal', 'tight', 'vtight', 'extreme')
+SOLVENT_MODELS = ('alpb', 'gbsa')
+#: Solvent names are passed to xtb on the command line: letters, digits and a few separators only.
+SAFE_SOLVENT = re.compile(r'^[A-Za-z0-9][A-Za-z0-9,()_-]{0,40}$')
+PARAMETER_KEYS = {
+    'method', 'task', 'opt_level', 'solvent', 'solvent_model', 'accuracy', 'iterations', 'cycles',
+    'electronic_temperature',
+}
+
+
+def namespace(index: int) -> str:
+    """The ``--namespace`` (and file stem) of frame ``index`` (0-based) of an ensemble."""
+    return f'conf{index + 1:04d}'
+
+
+def validate_parameters(value, _=None) -> str | None:
+    """Check the ``parameters`` Dict: known keys, allowed values and types."""
+    if value is None:
+        return None
+    params = value.get_dict()
+    unknown = set(params) - PARAMETER_KEYS
+    if unknown:
+        return f'unknown xtb parameters {sorted(unknown)}; allowed: {sorted(PARAMETER_KEYS)}'
+    if str(params.get('method', 'gfn2')).lower() not in METHODS:
+        return f'`method` must be one of {sorted(METHODS)}, got {params.get("method")!r}'
+    if params.get('task', 'single_point') not in TASKS:
+        return f'`task` must be one of {TASKS}, got {params.get("task")!r}'
+    level = params.get('opt_level', 'normal')
+    if level not in OPT_LEVELS and level != 'verytight':
+        return f'`opt_level` must be one of {OPT_LEVELS}, got {level!r}'
+    if 'solvent' in params and not (isinstance(params['solvent'], str) and SAFE_SOLVENT.match(params['solvent'])):
+        return f'`solvent` {params["solvent"]!r} is not a valid solvent name'
+    if params.get('solvent_model', 'alpb') not in SOLVENT_MODELS:
+        return f'`solvent_model` must be one of {SOLVENT_MODELS}'
+    for key, kind in (('accuracy', (int, float)), ('electronic_temperature', (int, float)), ('iterations', int), ('cycles', int)):
+        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], kind) or params[key] <= 0):
+            return f'`{key}` must be a positive number, got {params[key]!r}'
+    return None
+
+
+def validate_inputs(inputs, _=None) -> str | None:
+    """Exactly one of ``structure``/``ensemble``, and a charge/multiplicity some electron count allows."""
+    if ('structure' in inputs) == ('ensemble' in inputs):
+        return 'give exactly one of `structure` or `ensemble`'
+    if 'structure' in inputs:
+        symbols = structure_symbols_positions(inputs['structure'])[0]
+    else:
+        symbols = list(inputs['ensemble'].symbols)
+    charge = inputs['charge'].value if 'charge' in inputs else 0
+    multiplicity = inputs['multiplicity'].value if 'multiplicity' in inputs else 1
+    try:
+        check_charge_multiplicity(symbols, charge, multiplicity)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def command_line(params: dict, charge: int, multiplicity: int, threads: int) -> list[str]:
+    """xtb's arguments after the coordinate file, for ``params`` (see :func:`validate_parameters`)."""
+    args = list(METHODS[str(params.get('method', 'gfn2')).lower()])
+    if params.get('task', 'single_point') == 'optimization':
+        level = params.get('opt_level', 'normal')
+        args += ['--opt', 'vtight' if level == 'verytight' else level]
+        if 'cycles' in params:
+            args += ['--cycles', str(params['cycles'])]
+    args += ['--chrg', str(charge), '--uhf', str(multiplicity - 1)]
+    if 'solvent' in params:
+        args += [f'--{params.get("solvent_model", "alpb")}', params['solvent']]
+    if 'accuracy' in params:
+        args += ['--acc', str(params['accuracy'])]
+    if 'iterations' in params:
+        args += ['--iterations', str(params['iterations'])]
+    if 'electronic_temperature' in params:
+        args += ['--etemp', str(params['electronic_temperature'])]
+    args += ['--parallel', str(threads)]
+    return args
+
+
+def threads_of(resources: dict) -> int:
+    """Threads for one xtb process: all cores the job asked for on its (single) machine."""
+    return int(resources.get('num_mpiprocs_per_machine', 1) or 1) * int(resources.get('num_cores_per_mpiproc', 1) or 1)
+
+
+class XtbCalculation(GrimperiumCalcJob):
+    """xtb on one molecule (``structure``) or on every frame of an ``ensemble`` in one job."""
+
+    _DEFAULT_INPUT_FILE = 'aiida.xyz'
+    _DEFAULT_OUTPUT_FILE = 'aiida.out'
+    _DEFAULT_PARSER = 'grimperium.xtb'
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('structure', valid_type=orm.StructureData, required=False, help='The molecule.')
+        spec.input('ensemble', valid_type=orm.TrajectoryData, required=False,
+                   help='Several geometries of one molecule (ensemble layout), all run in this one job.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Total charge.')
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1),
+                   help='Spin multiplicity 2S+1; xtb gets `--uhf multiplicity-1` unpaired electrons.')
+        spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
+                   help='method (gfn0/gfn1/gfn2/gfnff), task (single_point/optimization), opt_level, solvent, '
+                        'solvent_model (alpb/gbsa), accuracy, iterations, cycles, electronic_temperature.')
+        spec.inputs.validator = validate_inputs
+        spec.output('output_parameters', valid_type=orm.Dict,
+                    help='energy (eV), total_energy_hartree, homo_lumo_gap_ev, gradient norm, convergence flags; '
+                         'for an ensemble per-geometry lists and the lowest.')
+        spec.output('output_structure', valid_type=orm.StructureData, required=False,
+                    help='The optimised molecule (task optimization on a structure).')
+        spec.output('output_ensemble', valid_type=orm.TrajectoryData, required=False,
+                    help='The geometries that succeeded with their energies, lowest first (ensemble input).')
+        spec.default_output_node = 'output_parameters'
+        cls.declare_exit_codes(spec, EXIT_CODES)
+
+    def prepare_for_submission(self, folder):
+        params = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
+        options = self.inputs.metadata.options
+        threads = threads_of(options.resources)
+        args = command_line(params, self.inputs.charge.value, self.inputs.multiplicity.value, threads)
+        optimise = params.get('task', 'single_point') == 'optimization'
+        from ..chemistry import xyz_text
+
+        codes_info, retrieve = [], []
+        if 'structure' in self.inputs:
+            symbols, positions = structure_symbols_positions(self.inputs.structure)
+            folder.create_file_from_filelike(_text(xyz_text(symbols, positions)), options.input_filename, 'w')
+            codes_info.append(self._code_info([options.input_filename, *args], options.output_filename, STDERR_NAME))
+            retrieve += [options.output_filename, STDERR_NAME] + (['xtbopt.xyz'] if optimise else [])
+        else:
+            symbols, frames = ensemble_frames(self.inputs.ensemble)
+            for index, frame in enumerate(frames):
+                name = namespace(index)
+                folder.create_file_from_filelike(_text(xyz_text(symbols, frame, name)), f'{name}.xyz', 'w')
+                codes_info.append(self._code_info([f'{name}.xyz', *args, '--namespace', name], f'{name}.out', f'{name}.err'))
+                retrieve += [f'{name}.out', f'{name}.err'] + ([f'{name}.xtbopt.xyz'] if optimise else [])
+
+        calcinfo = datastructures.CalcInfo()
+        calcinfo.codes_info = codes_info
+        calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
+        calcinfo.retrieve_list = retrieve
+        if 'OMP_NUM_THREADS' not in (options.get('environment_variables') or {}):
+            calcinfo.prepend_text = f'export OMP_NUM_THREADS={threads}'
+        return calcinfo
+
+    def _code_info(self, cmdline: list[str], stdout: str, stderr: str) -> datastructures.CodeInfo:
+        info = datastructures.CodeInfo()
+        info.code_uuid = self.inputs.code.uuid
+        info.cmdline_params = cmdline
+        info.stdout_name = stdout
+        info.stderr_name = stderr
+        info.withmpi = self.inputs.metadata.options.withmpi
+        return info
+
+
+def _text(content: str):
+    import io
+
+    return io.StringIO(content)

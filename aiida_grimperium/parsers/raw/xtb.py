@@ -1,0 +1,257 @@
+"""Raw parser of xtb (6.x) runs: stdout, the stderr termination line and ``xtbopt.xyz``; no AiiDA import.
+
+xtb prints its results on stdout but ``normal termination of xtb`` on **stderr**, so a run is judged from both
+streams: the stdout summary box (``TOTAL ENERGY``, ``GRADIENT NORM``, ``HOMO-LUMO GAP``), the fatal-error block
+(``[ERROR] Program stopped due to fatal error``) and the termination line. A run folder may hold several
+geometries run with ``--namespace confNNNN`` (one stdout ``confNNNN.out`` and stderr ``confNNNN.err`` each);
+:func:`parse_path` then returns one entry per geometry under ``geometries``.
+"""
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Iterable
+
+from ...chemistry import HARTREE_TO_EV
+from ...exit_codes import ExitCodeSpec, make_table
+from . import FLOAT, find_output, iter_lines, looks_binary, parse_file
+
+EXIT_CODES = make_table(
+    ExitCodeSpec(313, 'ERROR_OPTIMIZED_GEOMETRY_MISSING', 'The optimised geometry (xtbopt.xyz) is missing or unreadable.'),
+    ExitCodeSpec(320, 'ERROR_FATAL_ERROR', 'xtb stopped with a fatal error (see `fatal_error` in the outputs).'),
+    ExitCodeSpec(410, 'ERROR_SCC_NOT_CONVERGED', 'The self-consistent charge iterations did not converge.'),
+    ExitCodeSpec(500, 'ERROR_OPTIMIZATION_NOT_CONVERGED', 'The geometry optimisation did not converge.'),
+)
+
+#: Names the AiiDA CalcJob gives the streams of a single-geometry run.
+STDOUT_NAME = 'aiida.out'
+STDERR_NAME = 'aiida.err'
+
+_SUMMARY = {
+    'total_energy_hartree': re.compile(rf'\|\s*TOTAL ENERGY\s+({FLOAT})\s+Eh'),
+    'gradient_norm_hartree_bohr': re.compile(rf'\|\s*GRADIENT NORM\s+({FLOAT})\s+Eh'),
+    'homo_lumo_gap_ev': re.compile(rf'\|\s*HOMO-LUMO GAP\s+({FLOAT})\s+eV'),
+}
+# The "::" block of every single point; the last one is kept as a fallback when the final box is missing.
+_SP_BLOCK = {
+    'total_energy_hartree': re.compile(rf'::\s*total energy\s+({FLOAT})\s+Eh'),
+    'gradient_norm_hartree_bohr': re.compile(rf'::\s*gradient norm\s+({FLOAT})\s+Eh'),
+    'homo_lumo_gap_ev': re.compile(rf'::\s*HOMO-LUMO gap\s+({FLOAT})\s+eV'),
+}
+_VERSION = re.compile(r'\*\s*xtb version\s+(\S+)')
+_CALL = re.compile(r'program call\s*:\s*(.+)$')
+_NAMESPACE = re.compile(r'calculation namespace\s*:\s*(\S+)')
+_CHARGE = re.compile(rf'::\s*total charge\s+({FLOAT})\s+e')
+_SCC_FAILED = re.compile(r'did not converge|cannot be satisfied within', re.IGNORECASE)
+_OPT_FAILED = re.compile(r'FAILED TO CONVERGE GEOMETRY OPTIMIZATION')
+_OPT_DONE = re.compile(r'GEOMETRY OPTIMIZATION CONVERGED')
+
+
+def _to_float(text: str) -> float | None:
+    try:
+        return float(text.replace('D', 'E').replace('d', 'e'))
+    except ValueError:
+        return None
+
+
+def parse_lines(lines: Iterable[str]) -> dict:
+    """Parse xtb's stdout (stderr lines may be mixed in: ``2>&1`` runs are understood too). Never raises."""
+    result: dict = {'normal_termination': None, 'fatal_error': None}
+    summary: dict = {}
+    last_sp: dict = {}
+    fatal: list[str] | None = None
+    in_fatal = False
+    scc_failed = opt_failed = opt_done = finished = False
+    for line in lines:
+        if in_fatal:
+            if line.startswith('####'):
+                in_fatal = False
+            else:
+                fatal.append(line.strip())
+            continue
+        if '[ERROR] Program stopped' in line:
+            in_fatal, fatal = True, []
+            continue
+        if '|' in line:
+            for key, regex in _SUMMARY.items():
+                match = regex.search(line)
+                if match:
+                    summary[key] = _to_float(match.group(1))
+        elif '::' in line:
+            for key, regex in _SP_BLOCK.items():
+                match = regex.search(line)
+                if match:
+                    last_sp[key] = _to_float(match.group(1))
+            match = _CHARGE.search(line)
+            if match:
+                result['total_charge'] = _to_float(match.group(1))
+        if 'xtb version' in line and 'xtb_version' not in result:
+            match = _VERSION.search(line)
+            if match:
+                result['xtb_version'] = match.group(1)
+        elif 'program call' in line and 'program_call' not in result:
+            match = _CALL.search(line)
+            if match:
+                result['program_call'] = match.group(1).strip()
+        elif 'calculation namespace' in line:
+            match = _NAMESPACE.search(line)
+            if match:
+                result['namespace'] = match.group(1)
+        elif _OPT_FAILED.search(line):
+            opt_failed = True
+        elif _OPT_DONE.search(line):
+            opt_done = True
+        elif '***' in line and 'convergence criteria cannot be satisfied' in line:
+            # fatal for a single point; an optimisation step may survive it, so the verdict waits for the end
+            result['scc_warnings'] = result.get('scc_warnings', 0) + 1
+        elif 'finished run on' in line:
+            finished = True
+        elif 'abnormal termination of xtb' in line:
+            result['normal_termination'] = False
+        elif 'normal termination of xtb' in line:
+            result['normal_termination'] = True
+    values = summary or last_sp
+    result.update(values)
+    if result.get('total_energy_hartree') is not None:
+        result['energy'] = result['total_energy_hartree'] * HARTREE_TO_EV
+    if opt_failed or opt_done:
+        result['optimization_converged'] = opt_done and not opt_failed
+    result['finished'] = finished
+    if fatal is not None:
+        result['fatal_error'] = ' / '.join(x for x in fatal if x)
+        if any(_SCC_FAILED.search(x) and ('scf' in x.lower() or 'scc' in x.lower()) for x in fatal):
+            scc_failed = True
+    if result.get('scc_warnings') and not summary:
+        scc_failed = True
+    result['scc_converged'] = not scc_failed
+    result['exit_label'] = _verdict(result, summary_found=bool(summary))
+    return result
+
+
+def _verdict(result: dict, *, summary_found: bool) -> str | None:
+    if not result['scc_converged']:
+        return 'ERROR_SCC_NOT_CONVERGED'
+    if result['fatal_error'] is not None or result['normal_termination'] is False:
+        return 'ERROR_FATAL_ERROR'
+    if not summary_found or not result['finished'] or result.get('total_energy_hartree') is None:
+        return 'ERROR_OUTPUT_INCOMPLETE'
+    if result.get('optimization_converged') is False:
+        return 'ERROR_OPTIMIZATION_NOT_CONVERGED'
+    return None
+
+
+def parse_stderr(path: pathlib.Path) -> bool | None:
+    """``True``/``False`` for normal/abnormal termination on xtb's stderr, ``None`` when it says neither."""
+    path = pathlib.Path(path)
+    if not path.is_file() or looks_binary(path):
+        return None
+    verdict = None
+    for line in iter_lines(path):
+        if 'abnormal termination of xtb' in line:
+            verdict = False
+        elif 'normal termination of xtb' in line:
+            verdict = True
+    return verdict
+
+
+def read_xyz(path: pathlib.Path) -> tuple[list[str], list[list[float]], str] | None:
+    """Symbols, positions (Angstrom) and comment of the first frame of an XYZ file; ``None`` when unreadable."""
+    try:
+        with open(path, encoding='utf-8', errors='replace') as handle:
+            count = int(handle.readline().split()[0])
+            comment = handle.readline().rstrip('\n')
+            symbols, positions = [], []
+            for _ in range(count):
+                fields = handle.readline().split()
+                symbols.append(fields[0].capitalize())
+                positions.append([float(x) for x in fields[1:4]])
+    except (OSError, ValueError, IndexError):
+        return None
+    if not symbols:
+        return None
+    return symbols, positions, comment
+
+
+def parse_run(stdout: pathlib.Path, stderr: pathlib.Path | None = None, xtbopt: pathlib.Path | None = None) -> dict:
+    """Judge one xtb run from its stdout, its stderr (the termination line) and, for optimisations, xtbopt.xyz."""
+    result = parse_file(stdout, parse_lines)
+    if stderr is not None:
+        verdict = parse_stderr(stderr)
+        if verdict is not None:
+            result['normal_termination'] = verdict
+        elif stderr.is_file() and result.get('exit_label') is None:
+            # stdout looks complete but xtb never said it terminated normally: the run was cut off.
+            result['normal_termination'] = False
+            result['exit_label'] = 'ERROR_OUTPUT_INCOMPLETE'
+        if verdict is False and result.get('exit_label') is None:
+            result['exit_label'] = 'ERROR_FATAL_ERROR'
+    if 'optimization_converged' in result and xtbopt is not None:
+        geometry = read_xyz(xtbopt) if xtbopt.is_file() else None
+        if geometry is None:
+            if result.get('exit_label') in (None, 'ERROR_OPTIMIZATION_NOT_CONVERGED'):
+                result['exit_label'] = 'ERROR_OPTIMIZED_GEOMETRY_MISSING'
+        else:
+            result['symbols'], result['positions'] = geometry[0], geometry[1]
+    return result
+
+
+def run_files(folder: pathlib.Path, namespace: str | None) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """Stdout, stderr and xtbopt.xyz of the run ``namespace`` (``None``: the un-namespaced run) in ``folder``."""
+    if namespace is None:
+        return folder / STDOUT_NAME, folder / STDERR_NAME, folder / 'xtbopt.xyz'
+    return folder / f'{namespace}.out', folder / f'{namespace}.err', folder / f'{namespace}.xtbopt.xyz'
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One result for a batch of namespaced runs: per-geometry lists, the lowest energy, and a verdict.
+
+    The batch succeeds when at least one geometry did; failed ones are listed in ``failed_geometries`` (their
+    index) and, when every geometry failed, the verdict of the first one is the batch's.
+    """
+    ok = [i for i, run in enumerate(runs) if run.get('exit_label') is None]
+    energies = [run.get('total_energy_hartree') if i in ok else None for i, run in enumerate(runs)]
+    result: dict = {
+        'num_geometries': len(runs),
+        'total_energies_hartree': energies,
+        'homo_lumo_gaps_ev': [run.get('homo_lumo_gap_ev') if i in ok else None for i, run in enumerate(runs)],
+        'gradient_norms_hartree_bohr': [run.get('gradient_norm_hartree_bohr') if i in ok else None for i, run in enumerate(runs)],
+        'failed_geometries': [i for i in range(len(runs)) if i not in ok],
+        'failures': {str(i): runs[i].get('exit_label') for i in range(len(runs)) if i not in ok},
+        'geometries': runs,
+    }
+    if ok:
+        lowest = min(ok, key=lambda i: energies[i])
+        result['lowest_index'] = lowest
+        result['total_energy_hartree'] = energies[lowest]
+        result['energy'] = energies[lowest] * HARTREE_TO_EV
+        result['homo_lumo_gap_ev'] = runs[lowest].get('homo_lumo_gap_ev')
+        result['xtb_version'] = runs[lowest].get('xtb_version')
+        result['exit_label'] = None
+    else:
+        result['exit_label'] = runs[0].get('exit_label') if runs else 'ERROR_OUTPUT_MISSING'
+    return result
+
+
+def namespaces_in(folder: pathlib.Path) -> list[str]:
+    """Namespaces ``confNNNN`` of the batched runs in ``folder``, in order."""
+    return sorted(p.stem for p in folder.glob('conf*.out') if re.fullmatch(r'conf\d+', p.stem))
+
+
+def parse_path(path) -> dict:
+    """Parse an xtb stdout file, or a run folder (``aiida.out`` or a batch of ``confNNNN.out``)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        namespaces = namespaces_in(path)
+        if namespaces and not (path / STDOUT_NAME).is_file():
+            return summarise([parse_run(*run_files(path, ns)) for ns in namespaces])
+        stdout = find_output(path, (STDOUT_NAME, '*.out'))
+    else:
+        stdout = path
+    stem = stdout.name[: -len(stdout.suffix)] if stdout.suffix else stdout.name
+    stderr = stdout.with_name(f'{stem}.err')
+    namespace = stem if re.fullmatch(r'conf\d+', stem) else None
+    xtbopt = run_files(stdout.parent, namespace)[2]
+    return parse_run(stdout, stderr if stderr.is_file() else None, xtbopt)
+
+
+__all__ = ['EXIT_CODES', 'parse_lines', 'parse_path', 'parse_run', 'summarise', 'read_xyz']

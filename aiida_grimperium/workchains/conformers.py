@@ -1,0 +1,188 @@
+"""``grimperium.conformers``: SMILES (or a structure) → a ranked conformer ensemble, with CREST or RDKit + xtb.
+
+Steps: validate (SMILES, charge/multiplicity: refused before any job runs) → RDKit 3D embedding (one
+calcfunction) → search → ensemble tools (one calcfunction). The two engines:
+
+* ``crest``: xtb pre-optimisation of the embedded geometry (one :class:`XtbBaseWorkChain`), then one CREST job.
+* ``rdkit-xtb``: ``num_conformers`` RDKit ETKDG conformers, all optimised with xtb in **one** job (the xtb
+  optimisation is the pre-optimisation and the search at once).
+
+Both end in :func:`aiida_grimperium.ensembles.refine_ensemble` (energy window, heavy-atom RMSD de-duplication,
+top-N, Boltzmann weights), so their ``ensemble`` outputs have exactly the same layout. A molecule costs five
+to six processes, whatever the number of conformers.
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, if_
+
+from ..chemistry import check_charge_multiplicity
+from ..ensembles import embed_ensemble, refine_ensemble
+from .xtb import XtbBaseWorkChain
+
+ENGINES = ('crest', 'rdkit-xtb')
+#: xtb settings of the search unless ``xtb_parameters`` says otherwise.
+DEFAULT_XTB = {'method': 'gfn2', 'task': 'optimization', 'opt_level': 'tight'}
+DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
+
+
+class ConformerSearchWorkChain(WorkChain):
+    """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('smiles', valid_type=orm.Str, required=False, help='The molecule as SMILES.')
+        spec.input('structure', valid_type=orm.StructureData, required=False, help='The molecule as a geometry.')
+        spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0))
+        spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1))
+        spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('rdkit-xtb'), help=f'One of {ENGINES}.')
+        spec.input('xtb_code', valid_type=orm.AbstractCode, help='xtb (both engines).')
+        spec.input('crest_code', valid_type=orm.AbstractCode, required=False, help='CREST (engine `crest`).')
+        spec.input('num_conformers', valid_type=orm.Int, default=lambda: orm.Int(30),
+                   help='RDKit conformers embedded for the rdkit-xtb engine.')
+        spec.input('energy_window', valid_type=orm.Float, default=lambda: orm.Float(6.0), help='kcal/mol above the lowest.')
+        spec.input('rmsd_threshold', valid_type=orm.Float, default=lambda: orm.Float(0.125),
+                   help='Heavy-atom RMSD (Angstrom) below which two conformers are one.')
+        spec.input('top_n', valid_type=orm.Int, required=False, help='Keep only the N lowest conformers.')
+        spec.input('temperature', valid_type=orm.Float, default=lambda: orm.Float(298.15), help='K, for the populations.')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(61453), help='RDKit embedding seed.')
+        spec.input('xtb_parameters', valid_type=orm.Dict, required=False,
+                   help=f'Overrides of the xtb parameters {DEFAULT_XTB} (e.g. solvent).')
+        spec.input('crest_parameters', valid_type=orm.Dict, required=False, help='Parameters of the CREST job.')
+        spec.input('options', valid_type=orm.Dict, required=False, help='metadata.options of the xtb and CREST jobs.')
+        spec.outline(
+            cls.validate,
+            cls.embed,
+            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
+            cls.inspect_search,
+            cls.refine,
+        )
+        spec.output('ensemble', valid_type=orm.TrajectoryData, help='The conformers, lowest first.')
+        spec.output('lowest_structure', valid_type=orm.StructureData)
+        spec.output('output_parameters', valid_type=orm.Dict)
+        spec.exit_code(201, 'ERROR_INVALID_SMILES', message='The SMILES cannot be parsed: {smiles}')
+        spec.exit_code(202, 'ERROR_IMPOSSIBLE_CHARGE_MULTIPLICITY', message='{message}')
+        spec.exit_code(203, 'ERROR_INVALID_INPUTS', message='{message}')
+        spec.exit_code(204, 'ERROR_EMBEDDING_FAILED', message='RDKit could not embed the molecule in 3D: {message}')
+        spec.exit_code(401, 'ERROR_PREOPTIMIZATION_FAILED', message='The xtb pre-optimisation failed.')
+        spec.exit_code(402, 'ERROR_SEARCH_FAILED', message='The conformer search job failed.')
+        spec.exit_code(403, 'ERROR_EMPTY_ENSEMBLE', message='No conformer survived the search.')
+
+    def validate(self):
+        """Refuse bad inputs with a clear exit code before any job runs."""
+        engine = self.inputs.engine.value
+        if engine not in ENGINES:
+            return self.exit_codes.ERROR_INVALID_INPUTS.format(message=f'engine `{engine}` is not one of {ENGINES}')
+        if ('smiles' in self.inputs) == ('structure' in self.inputs):
+            return self.exit_codes.ERROR_INVALID_INPUTS.format(message='give exactly one of `smiles` or `structure`')
+        if engine == 'crest' and 'crest_code' not in self.inputs:
+            return self.exit_codes.ERROR_INVALID_INPUTS.format(message='engine `crest` needs a `crest_code`')
+        charge, multiplicity = self.inputs.charge.value, self.inputs.multiplicity.value
+        if 'smiles' in self.inputs:
+            from rdkit import Chem, RDLogger
+
+            RDLogger.DisableLog('rdApp.*')  # the exit message says what is wrong; RDKit's stderr noise does not help
+            smiles = self.inputs.smiles.value
+            mol = Chem.MolFromSmiles(smiles) if smiles.strip() else None
+            if mol is None:
+                return self.exit_codes.ERROR_INVALID_SMILES.format(smiles=repr(smiles))
+            symbols = [atom.GetSymbol() for atom in Chem.AddHs(mol).GetAtoms()]
+            formal = Chem.GetFormalCharge(mol)
+            if formal != charge:
+                self.report(f'warning: the SMILES has a formal charge of {formal} but `charge` is {charge}')
+        else:
+            symbols = [self.inputs.structure.get_kind(s.kind_name).symbol for s in self.inputs.structure.sites]
+        try:
+            check_charge_multiplicity(symbols, charge, multiplicity)
+        except ValueError as exc:
+            return self.exit_codes.ERROR_IMPOSSIBLE_CHARGE_MULTIPLICITY.format(message=str(exc))
+        self.ctx.xtb_parameters = {**DEFAULT_XTB, **(self.inputs.xtb_parameters.get_dict() if 'xtb_parameters' in self.inputs else {})}
+        self.ctx.options = self.inputs.options.get_dict() if 'options' in self.inputs else DEFAULT_OPTIONS
+
+    def use_crest(self):
+        return self.inputs.engine.value == 'crest'
+
+    def embed(self):
+        """RDKit ETKDG: many conformers for rdkit-xtb, one starting geometry for CREST."""
+        parameters = {
+            'num_conformers': 1 if self.use_crest() else self.inputs.num_conformers.value,
+            'seed': self.inputs.seed.value,
+            'charge': self.inputs.charge.value,
+            'multiplicity': self.inputs.multiplicity.value,
+            'engine': 'rdkit',
+            'temperature': self.inputs.temperature.value,
+        }
+        source = {'smiles': self.inputs.smiles} if 'smiles' in self.inputs else {'structure': self.inputs.structure}
+        try:
+            outputs = embed_ensemble(parameters=orm.Dict(parameters), **source)
+        except ValueError as exc:
+            return self.exit_codes.ERROR_EMBEDDING_FAILED.format(message=str(exc))
+        self.ctx.embedded = outputs
+        self.report(f'embedded {outputs["ensemble"].base.attributes.get("num_conformers")} conformer(s) with RDKit')
+
+    def _xtb_inputs(self, **geometry) -> dict:
+        return {
+            'xtb': {
+                'code': self.inputs.xtb_code,
+                'charge': self.inputs.charge,
+                'multiplicity': self.inputs.multiplicity,
+                'parameters': orm.Dict(self.ctx.xtb_parameters),
+                'metadata': {'options': self.ctx.options},
+                **geometry,
+            },
+            'max_iterations': orm.Int(3),
+        }
+
+    def preoptimize(self):
+        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(structure=self.ctx.embedded['structure']))
+        self.report(f'xtb pre-optimisation: {node.process_label}<{node.pk}>')
+        return ToContext(preopt=node)
+
+    def inspect_preoptimization(self):
+        if not self.ctx.preopt.is_finished_ok or 'output_structure' not in self.ctx.preopt.outputs:
+            return self.exit_codes.ERROR_PREOPTIMIZATION_FAILED
+
+    def run_crest(self):
+        from aiida.plugins import CalculationFactory
+
+        inputs = {
+            'code': self.inputs.crest_code,
+            'structure': self.ctx.preopt.outputs.output_structure,
+            'charge': self.inputs.charge,
+            'multiplicity': self.inputs.multiplicity,
+            'metadata': {'options': self.ctx.options},
+        }
+        if 'crest_parameters' in self.inputs:
+            inputs['parameters'] = self.inputs.crest_parameters
+        node = self.submit(CalculationFactory('grimperium.crest'), **inputs)
+        self.report(f'CREST conformer search: {node.process_label}<{node.pk}>')
+        return ToContext(search=node)
+
+    def run_xtb_ensemble(self):
+        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
+        self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
+        return ToContext(search=node)
+
+    def inspect_search(self):
+        search = self.ctx.search
+        if not search.is_finished_ok or 'output_ensemble' not in search.outputs:
+            self.report(f'{search.process_label}<{search.pk}> failed with exit status {search.exit_status}')
+            return self.exit_codes.ERROR_SEARCH_FAILED
+
+    def refine(self):
+        """Energy window, RMSD de-duplication, top-N and Boltzmann weights in one calcfunction."""
+        parameters = {
+            'energy_window': self.inputs.energy_window.value,
+            'rmsd_threshold': self.inputs.rmsd_threshold.value,
+            'temperature': self.inputs.temperature.value,
+            'engine': self.inputs.engine.value,
+        }
+        if 'top_n' in self.inputs:
+            parameters['top_n'] = self.inputs.top_n.value
+        outputs = refine_ensemble(self.ctx.search.outputs.output_ensemble, orm.Dict(parameters))
+        if 'lowest_structure' not in outputs:
+            return self.exit_codes.ERROR_EMPTY_ENSEMBLE
+        self.out_many(outputs)
+        params = outputs['output_parameters']
+        self.report(f'{params["num_conformers"]} conformer(s) kept of {params["num_input_conformers"]}')

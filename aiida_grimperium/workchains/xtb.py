@@ -1,0 +1,108 @@
+"""``grimperium.xtb.base``: xtb with automatic restarts, in the style of aiida-quantumespresso's PwBaseWorkChain."""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+
+from ..calculations.xtb import XtbCalculation
+from ..protocols import get_protocol_inputs
+
+#: xtb's default SCC iteration limit (6.x), the starting point when a restart raises it.
+DEFAULT_SCC_ITERATIONS = 250
+#: Electronic temperature (K) a second SCC restart smears the occupations with; xtb's default is 300 K.
+SMEARED_ETEMP = 1000.0
+
+
+class XtbBaseWorkChain(BaseRestartWorkChain):
+    """Run an :class:`XtbCalculation`, restarting it on SCC and optimisation convergence failures."""
+
+    _process_class = XtbCalculation
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.expose_inputs(XtbCalculation, namespace='xtb')
+        spec.expose_outputs(XtbCalculation)
+        spec.outline(
+            cls.setup,
+            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
+            cls.results,
+        )
+        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='xtb stopped with an error that a restart cannot fix.')
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        from ..protocols import PROTOCOL_DIR
+
+        return PROTOCOL_DIR / 'xtb.yaml'
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, **kwargs):
+        """A builder for ``structure`` (a ``StructureData``, or an ensemble ``TrajectoryData`` run as one job).
+
+        ``kwargs`` may set ``charge`` and ``multiplicity`` (ints); ``overrides`` is merged into the protocol inputs.
+        """
+        inputs = get_protocol_inputs('xtb', protocol, overrides)
+        builder = cls.get_builder()
+        xtb = inputs['xtb']
+        builder.xtb.code = code
+        if isinstance(structure, orm.TrajectoryData):
+            builder.xtb.ensemble = structure
+        else:
+            builder.xtb.structure = structure
+        builder.xtb.parameters = orm.Dict(xtb['parameters'])
+        builder.xtb.charge = orm.Int(int(kwargs.get('charge', 0)))
+        builder.xtb.multiplicity = orm.Int(int(kwargs.get('multiplicity', 1)))
+        builder.xtb.metadata.options = xtb.get('metadata', {}).get('options', {})
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        return builder
+
+    def setup(self):
+        super().setup()
+        self.ctx.inputs = AttributeDict(self.exposed_inputs(XtbCalculation, 'xtb'))
+
+    def _parameters(self) -> dict:
+        return self.ctx.inputs.parameters.get_dict() if 'parameters' in self.ctx.inputs else {}
+
+    @process_handler(priority=600, exit_codes=[XtbCalculation.exit_codes.ERROR_FATAL_ERROR])
+    def handle_fatal_error(self, calculation):
+        """A fatal xtb error (atoms on top of each other, a missing parameter file...) fails the same way again."""
+        message = calculation.outputs.output_parameters.get('fatal_error', '') if 'output_parameters' in calculation.outputs else ''
+        self.report(f'{calculation.process_label}<{calculation.pk}> stopped with a fatal error ({message}): not restarting')
+        return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+
+    @process_handler(priority=500, exit_codes=[XtbCalculation.exit_codes.ERROR_SCC_NOT_CONVERGED])
+    def handle_scc_not_converged(self, calculation):
+        """Raise the SCC iteration limit; if that was already done, also smear the occupations (``--etemp``)."""
+        params = self._parameters()
+        iterations = int(params.get('iterations', DEFAULT_SCC_ITERATIONS))
+        if iterations < 2 * DEFAULT_SCC_ITERATIONS:
+            params['iterations'] = max(2 * iterations, 2 * DEFAULT_SCC_ITERATIONS)
+            action = f'raising the SCC iteration limit from {iterations} to {params["iterations"]}'
+        elif float(params.get('electronic_temperature', 300.0)) < SMEARED_ETEMP:
+            params['electronic_temperature'] = SMEARED_ETEMP
+            action = f'smearing the occupations at an electronic temperature of {SMEARED_ETEMP:.0f} K'
+        else:
+            self.report(f'{calculation.process_label}<{calculation.pk}>: SCC not converged even with more iterations and smearing')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        self.ctx.inputs.parameters = orm.Dict(params)
+        self.report(f'{calculation.process_label}<{calculation.pk}>: SCC not converged; {action}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=400, exit_codes=[XtbCalculation.exit_codes.ERROR_OPTIMIZATION_NOT_CONVERGED])
+    def handle_optimization_not_converged(self, calculation):
+        """Continue the optimisation from its last geometry with twice the cycles it was given."""
+        params = self._parameters()
+        if 'cycles' in params:
+            params['cycles'] = 2 * int(params['cycles'])
+            self.ctx.inputs.parameters = orm.Dict(params)
+        if 'output_structure' in calculation.outputs:
+            self.ctx.inputs.structure = calculation.outputs.output_structure
+            where = 'its last geometry'
+        else:
+            where = 'the same geometries'
+        cycles = f' with {params["cycles"]} cycles' if 'cycles' in params else ''
+        self.report(f'{calculation.process_label}<{calculation.pk}>: optimisation not converged; restarting from {where}{cycles}')
+        return ProcessHandlerReport(True)
