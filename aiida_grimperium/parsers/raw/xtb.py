@@ -140,18 +140,26 @@ def _verdict(result: dict, *, summary_found: bool) -> str | None:
     return None
 
 
-def parse_stderr(path: pathlib.Path) -> bool | None:
-    """``True``/``False`` for normal/abnormal termination on xtb's stderr, ``None`` when it says neither."""
+def parse_stderr(path: pathlib.Path) -> tuple[bool | None, str | None]:
+    """xtb's stderr: ``(True/False, None)`` for normal/abnormal termination, ``(None, None)`` when it says neither.
+
+    A crash of the Fortran runtime (``Error termination``, e.g. a failed allocation) gives ``(False, message)``
+    with the runtime's error line, which stdout never shows.
+    """
     path = pathlib.Path(path)
     if not path.is_file() or looks_binary(path):
-        return None
-    verdict = None
+        return None, None
+    verdict, message = None, None
     for line in iter_lines(path):
         if 'abnormal termination of xtb' in line:
             verdict = False
         elif 'normal termination of xtb' in line:
             verdict = True
-    return verdict
+        elif 'Error termination' in line:
+            verdict = False if verdict is None else verdict
+        elif message is None and 'error' in line.lower() and not line.startswith(('#', 'Note:')):
+            message = line.strip()
+    return verdict, (message if verdict is False else None)
 
 
 def read_xyz(path: pathlib.Path) -> tuple[list[str], list[list[float]], str] | None:
@@ -176,14 +184,16 @@ def parse_run(stdout: pathlib.Path, stderr: pathlib.Path | None = None, xtbopt: 
     """Judge one xtb run from its stdout, its stderr (the termination line) and, for optimisations, xtbopt.xyz."""
     result = parse_file(stdout, parse_lines)
     if stderr is not None:
-        verdict = parse_stderr(stderr)
+        verdict, message = parse_stderr(stderr)
+        if message and not result.get('fatal_error'):
+            result['fatal_error'] = message
         if verdict is not None:
             result['normal_termination'] = verdict
         elif stderr.is_file() and result.get('exit_label') is None:
             # stdout looks complete but xtb never said it terminated normally: the run was cut off.
             result['normal_termination'] = False
             result['exit_label'] = 'ERROR_OUTPUT_INCOMPLETE'
-        if verdict is False and result.get('exit_label') is None:
+        if verdict is False and result.get('exit_label') in (None, 'ERROR_OUTPUT_INCOMPLETE'):
             result['exit_label'] = 'ERROR_FATAL_ERROR'
     if 'optimization_converged' in result and xtbopt is not None:
         geometry = read_xyz(xtbopt) if xtbopt.is_file() else None

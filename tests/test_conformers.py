@@ -1,0 +1,143 @@
+"""ConformerSearchWorkChain for real (RDKit + xtb) and with a REPLAY of a recorded CREST run."""
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_grimperium.parsers.raw import crest as raw_crest
+from aiida_grimperium.workchains.conformers import ConformerSearchWorkChain
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'crest'
+#: The arrays of an ensemble node, whichever engine made it (structures.make_ensemble).
+LAYOUT_ARRAYS = sorted(['positions', 'steps', 'energies_hartree', 'relative_energies_kcal_mol', 'populations'])
+
+
+def dihedral(p0, p1, p2, p3) -> float:
+    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
+    b1 = b1 / np.linalg.norm(b1)
+    v, w = b0 - np.dot(b0, b1) * b1, b2 - np.dot(b2, b1) * b1
+    return float(np.degrees(np.arctan2(np.dot(np.cross(b1, v), w), np.dot(v, w))))
+
+
+@pytest.fixture
+def xtb_code(real_code):
+    return real_code('xtb', 'grimperium.xtb')
+
+
+@pytest.fixture(scope='module')
+def butane_crest():
+    return raw_crest.parse_path(FIXTURES / 'butane')
+
+
+def test_rdkit_xtb_finds_anti_and_gauche_butane(xtb_code, butane_crest):
+    """From SMILES 'CCCC', for real: anti lowest, gauche ~0.6 kcal/mol above, as CREST at GFN2-xTB found.
+
+    Tolerance: 0.1 kcal/mol against the recorded CREST run's 0.596 (both GFN2-xTB tight optimisations; the rest
+    is the optimiser's convergence), and the two absolute energies within 0.2 mEh of CREST's.
+    """
+    results, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCCC'), xtb_code=xtb_code,
+                                 engine=orm.Str('rdkit-xtb'), num_conformers=orm.Int(12))
+    assert node.is_finished_ok, node.exit_status
+    ensemble = results['ensemble']
+    positions = ensemble.get_positions()
+    carbons = [i for i, s in enumerate(ensemble.symbols) if s == 'C']
+    angles = [abs(dihedral(*frame[carbons])) for frame in positions]
+    assert len(angles) == 2, angles
+    assert angles[0] == pytest.approx(180.0, abs=5.0)  # anti first (lowest)
+    assert angles[1] == pytest.approx(65.0, abs=10.0)  # gauche
+    relative = ensemble.get_array('relative_energies_kcal_mol')
+    crest_gap = butane_crest['conformers'][1]['relative_energy_kcal_mol']
+    assert relative[1] == pytest.approx(crest_gap, abs=0.1)
+    energies = ensemble.get_array('energies_hartree')
+    assert energies[0] == pytest.approx(butane_crest['conformers'][0]['energy_hartree'], abs=2e-4)
+    assert energies[1] == pytest.approx(butane_crest['conformers'][1]['energy_hartree'], abs=2e-4)
+    assert ensemble.base.attributes.get('engine') == 'rdkit-xtb'
+    assert sorted(ensemble.get_arraynames()) == LAYOUT_ARRAYS
+    # few processes: embed, one xtb restart workchain (one CalcJob for all conformers), refine
+    called = node.called
+    assert len(called) == 3
+    xtb_jobs = [n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.xtb']
+    assert len(xtb_jobs) == 1 and len(xtb_jobs[0].inputs.ensemble.get_positions()) > 2
+    params = results['output_parameters']
+    assert params['num_conformers'] == 2 and params['population_lowest'] == pytest.approx(ensemble.get_array('populations')[0])
+    assert np.allclose([s.position for s in results['lowest_structure'].sites], positions[0])
+
+
+@pytest.mark.parametrize('smiles, charge, multiplicity, status', [
+    ('C1CC', 0, 1, 201),            # unclosed ring
+    ('not a smiles', 0, 1, 201),
+    ('CCO', 0, 2, 202),              # 26 electrons cannot be a doublet
+    ('CC(=O)[O-]', 0, 1, 202),       # neutral acetate radical has 31 electrons: not a singlet
+])
+def test_invalid_inputs_fail_before_any_job(xtb_code, smiles, charge, multiplicity, status):
+    _, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str(smiles), xtb_code=xtb_code,
+                           charge=orm.Int(charge), multiplicity=orm.Int(multiplicity))
+    assert node.exit_status == status
+    assert node.called == []
+    assert node.exit_message
+
+
+def test_crest_engine_needs_crest_code(xtb_code):
+    _, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCCC'), xtb_code=xtb_code, engine=orm.Str('crest'))
+    assert node.exit_status == 203 and node.called == []
+
+
+def test_replay_crest_engine_same_ensemble_layout(xtb_code, replay_code, tmp_path):
+    """CREST engine: real xtb pre-optimisation, then a REPLAY of the recorded real CREST run on n-butane."""
+    replay = tmp_path / 'crest-butane'
+    replay.mkdir()
+    for f in (FIXTURES / 'butane').iterdir():
+        if f.name != 'input.xyz':
+            shutil.copy(f, replay / ('crest.stdout' if f.name == 'crest.out' else f.name))
+    crest = replay_code('grimperium.crest', [replay], label='crest-wc')
+    results, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCCC'), xtb_code=xtb_code,
+                                 crest_code=crest, engine=orm.Str('crest'))
+    assert node.is_finished_ok, node.exit_status
+    ensemble = results['ensemble']
+    assert ensemble.get_positions().shape == (2, 14, 3)
+    assert sorted(ensemble.get_arraynames()) == LAYOUT_ARRAYS
+    assert ensemble.get_array('relative_energies_kcal_mol')[1] == pytest.approx(0.596, abs=6e-4)
+    assert ensemble.base.attributes.get('engine') == 'crest'
+    assert set(ensemble.base.attributes.keys()) >= {'num_conformers', 'temperature', 'charge', 'multiplicity', 'engine'}
+
+
+def test_ensemble_feeds_mopac_as_one_job(xtb_code, real_code):
+    """The rdkit-xtb ensemble of n-butane, for real, goes into ONE MOPAC PM7 job holding every conformer."""
+    from aiida.plugins import CalculationFactory
+
+    results, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCCC'), xtb_code=xtb_code,
+                                 num_conformers=orm.Int(12), top_n=orm.Int(2))
+    assert node.is_finished_ok
+    ensemble = results['ensemble']
+    mopac = real_code('mopac', 'grimperium.mopac')
+    out, calc = run_get_node(CalculationFactory('grimperium.mopac'), code=mopac, ensemble=ensemble,
+                             parameters=orm.Dict({'method': 'PM7', 'task': 'single_point'}))
+    assert calc.is_finished_ok, calc.exit_status
+    heats = out['output_parameters']['heats_of_formation_kcal_mol']
+    assert len(heats) == len(ensemble.get_positions()) == 2
+    assert out['output_parameters']['lowest_heat_of_formation_kcal_mol'] == pytest.approx(min(heats))
+    # PM7 agrees with GFN2-xTB that anti (frame 0) is below gauche, by under a kcal/mol
+    assert 0.0 < heats[1] - heats[0] < 1.5
+
+
+def test_rdkit_xtb_charged_solvated_from_structure(xtb_code):
+    """Acetate in implicit water from a structure (bonds perceived by RDKit): one conformer class, for real."""
+    from aiida_grimperium.structures import structure_from_smiles
+
+    structure = structure_from_smiles('CC(=O)[O-]')
+    results, node = run_get_node(ConformerSearchWorkChain, structure=structure, xtb_code=xtb_code, charge=orm.Int(-1),
+                                 num_conformers=orm.Int(4), xtb_parameters=orm.Dict({'solvent': 'water'}))
+    assert node.is_finished_ok, node.exit_status
+    assert results['ensemble'].base.attributes.get('charge') == -1
+    job = next(n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.xtb')
+    assert job.outputs.output_parameters['solvent'] == 'water'
+    assert "'--alpb' 'water'" in job.base.repository.get_object_content('_aiidasubmit.sh')
+    # acetate has no heavy-atom conformers (only methyl rotamers): one conformer
+    assert results['output_parameters']['num_conformers'] == 1
+    # GFN2-xTB/ALPB(water) acetate: the recorded CREST run (same method and solvent) found -14.27354387 Eh
+    assert results['output_parameters']['lowest_energy_hartree'] == pytest.approx(-14.27354387, abs=1e-4)
