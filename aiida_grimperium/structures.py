@@ -21,12 +21,20 @@ from .chemistry import HARTREE_TO_KCAL_MOL, boltzmann_populations
 MOLECULE_VACUUM = 10.0
 
 
-def molecule_structure(symbols: Sequence[str], positions: Sequence[Sequence[float]]) -> orm.StructureData:
-    """A non-periodic ``StructureData`` whose box encloses the molecule with :data:`MOLECULE_VACUUM` around it."""
+def molecule_structure(symbols: Sequence[str], positions: Sequence[Sequence[float]],
+                       vacuum: float = MOLECULE_VACUUM, center: bool = False) -> orm.StructureData:
+    """A non-periodic ``StructureData`` in a box ``vacuum`` Angstrom wider than the molecule on every side.
+
+    Positions are kept as the code printed them unless ``center``: codes that treat a molecule in a periodic
+    box (pw.x) need it in the middle of the box, so that its density does not wrap around the box edges.
+    """
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
-    extent = positions.max(axis=0) - positions.min(axis=0) if len(positions) else np.zeros(3)
-    cell = np.diag(extent + 2 * MOLECULE_VACUUM)
-    structure = orm.StructureData(cell=cell.tolist(), pbc=(False, False, False))
+    low = positions.min(axis=0) if len(positions) else np.zeros(3)
+    high = positions.max(axis=0) if len(positions) else np.zeros(3)
+    edges = (high - low) + 2 * vacuum
+    if center:
+        positions = positions - (low + high) / 2 + edges / 2
+    structure = orm.StructureData(cell=np.diag(edges).tolist(), pbc=(False, False, False))
     for symbol, position in zip(symbols, positions):
         structure.append_atom(position=tuple(position), symbols=symbol)
     return structure

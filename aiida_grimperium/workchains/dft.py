@@ -57,6 +57,10 @@ class DftWorkChain(WorkChain):
         spec.input('protocol', valid_type=orm.Str, required=False, help='fast, balanced or stringent.')
         spec.input('overrides', valid_type=orm.Dict, required=False, help='Deep-merged onto the protocol inputs.')
         spec.input('options', valid_type=orm.Dict, required=False, help='metadata.options of the calculations.')
+        spec.input('charge', valid_type=orm.Int, required=False, help='Total charge (pw: tot_charge).')
+        spec.input('multiplicity', valid_type=orm.Int, required=False,
+                   help='Spin multiplicity (pw: nspin 2 and tot_magnetization = multiplicity - 1).')
+        spec.inputs.validator = cls.validate_inputs
         spec.outline(cls.run_dft, cls.results)
         spec.output('energy', valid_type=orm.Float, help='Total energy in eV.')
         spec.output('band_gap', valid_type=orm.Float, required=False, help='Band gap (or HOMO-LUMO gap) in eV.')
@@ -65,6 +69,28 @@ class DftWorkChain(WorkChain):
         spec.exit_code(401, 'ERROR_SUB_PROCESS_FAILED', message='The base workchain of the DFT code failed.')
         spec.exit_code(402, 'ERROR_NO_ENERGY', message='The DFT code finished without an energy.')
 
+    @staticmethod
+    def validate_inputs(value, _=None):
+        charged = 'charge' in value and value['charge'].value != 0
+        open_shell = 'multiplicity' in value and value['multiplicity'].value != 1
+        if (charged or open_shell) and 'code' in value and value['code'].default_calc_job_plugin != 'grimperium.pw':
+            return ('a charged or open-shell system is passed on to pw.x only; for VASP (NELECT, ISPIN) or CRYSTAL '
+                    '(CHARGED, SPINLOCK) give those settings in `overrides`')
+        return None
+
+    def charge_spin_overrides(self, overrides: dict | None) -> dict | None:
+        """pw.x settings for the charge and multiplicity inputs, under the caller's own overrides."""
+        system = {}
+        if 'charge' in self.inputs and self.inputs.charge.value != 0:
+            system['tot_charge'] = float(self.inputs.charge.value)
+        if 'multiplicity' in self.inputs and self.inputs.multiplicity.value != 1:
+            system.update(nspin=2, tot_magnetization=float(self.inputs.multiplicity.value - 1))
+        if not system:
+            return overrides
+        from ..protocols import deep_merge
+
+        return deep_merge({'parameters': {'SYSTEM': system}}, overrides or {}, warn_unknown=False)
+
     def run_dft(self):
         workchain = base_workchain_for(self.inputs.code)
         kwargs = {'options': self.inputs.options.get_dict()} if 'options' in self.inputs else {}
@@ -72,7 +98,7 @@ class DftWorkChain(WorkChain):
             self.inputs.code,
             self.inputs.structure,
             protocol=self.inputs.protocol.value if 'protocol' in self.inputs else None,
-            overrides=self.inputs.overrides.get_dict() if 'overrides' in self.inputs else None,
+            overrides=self.charge_spin_overrides(self.inputs.overrides.get_dict() if 'overrides' in self.inputs else None),
             **kwargs,
         )
         node = self.submit(builder)

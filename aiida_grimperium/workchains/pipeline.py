@@ -45,7 +45,7 @@ class ConformerToDftWorkChain(WorkChain):
                            exclude=('smiles', 'structure', 'charge', 'multiplicity'))
         spec.expose_inputs(MopacBaseWorkChain, namespace='mopac',
                            exclude=('mopac.structure', 'mopac.ensemble', 'mopac.charge', 'mopac.multiplicity'))
-        spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure',),
+        spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure', 'charge', 'multiplicity'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Give `dft.code` to run DFT on the PM7-lowest conformer.'})
         # The exposed namespaces lack the geometry the pipeline fills in later: their own validators run when the
@@ -97,6 +97,10 @@ class ConformerToDftWorkChain(WorkChain):
             check_charge_multiplicity(symbols, charge, multiplicity)
         except ValueError as exc:
             return str(exc)
+        dft = value.get('dft', {})
+        if 'code' in dft:  # the DFT step gets the molecule's charge and multiplicity: refuse now, not mid-run
+            return DftWorkChain.validate_inputs({'code': dft['code'], 'charge': orm.Int(charge),
+                                                 'multiplicity': orm.Int(multiplicity)})
         return None
 
     def set_stage(self, stage: str) -> None:
@@ -170,6 +174,8 @@ class ConformerToDftWorkChain(WorkChain):
     def run_dft(self):
         inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
         inputs.structure = self.ctx.mopac.outputs.output_structure
+        inputs.charge = self.inputs.charge
+        inputs.multiplicity = self.inputs.multiplicity
         self.set_stage('dft')
         node = self.submit(DftWorkChain, **inputs)
         self.report(f'launched DftWorkChain<{node.pk}> with {self.inputs.dft.code.full_label}')

@@ -170,10 +170,14 @@ def builder_from_protocol(cls, code, structure, protocol=None, overrides=None, e
 
     from ..protocols import get_protocol_inputs
     from ..pseudos import get_pseudos, z_valence_of_text
+    from ..structures import molecule_structure, structure_symbols_positions
 
     inputs = get_protocol_inputs('pw', protocol, overrides)
     natoms = len(structure.sites)
     molecule = not any(structure.pbc)
+    if molecule:  # the cost grows with the box volume: use the protocol's vacuum, not the one it came with
+        structure = molecule_structure(*structure_symbols_positions(structure), vacuum=inputs['molecule_vacuum'],
+                                       center=True)
     parameters = _upper(inputs['parameters'])
     control, system, electrons = (parameters.setdefault(n, {}) for n in ('CONTROL', 'SYSTEM', 'ELECTRONS'))
     # thresholds per atom: the same precision per atom for a 2-atom cell and a 200-atom one
