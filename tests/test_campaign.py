@@ -186,6 +186,19 @@ def test_real_campaign_on_the_daemon(campaign_codes, started_daemon_client, tmp_
     row = pd.read_csv(export).set_index('mol_id').loc['cecl2']
     assert row['status'] == 'Skip' and row['reruns'] == 1
 
+    # the QueryBuilder recipes of docs/campaigns.md give the same numbers as the export
+    from aiida_grimperium.campaign import queries
+
+    final = pd.read_csv(export).set_index('mol_id')
+    expected = {m: final.loc[m, 'delta_1'] for m in final.index if pd.notna(final.loc[m, 'delta_1'])}
+    assert queries.large_deltas('c1', threshold=0.0) == pytest.approx(expected)
+    threshold = sorted(abs(v) for v in expected.values())[2]
+    assert set(queries.large_deltas('c1', threshold)) == {m for m, v in expected.items() if abs(v) > threshold}
+    energies = queries.conformer_energies('c1', 'n-butane')
+    assert energies['relative_energies_kcal_mol'] == pytest.approx(
+        butane.outputs.ensemble.get_array('relative_energies_kcal_mol').tolist())
+    assert energies['pm7_heats_of_formation_kcal_mol'][0] == butane.outputs.most_stable_hof.value
+
     report = tmp_path / 'report'
     result = invoke('report', 'c1', '-o', report)
     assert result.exit_code == 0, result.output
@@ -201,3 +214,30 @@ def test_real_campaign_on_the_daemon(campaign_codes, started_daemon_client, tmp_
     assert (image[..., :3].std(axis=(0, 1)) > 0).all()  # not a blank canvas
     page = (report / 'index.html').read_text()
     assert '<img src="parity.png"' in page and page.count('<tr>') >= 1 + 1 + 5 + 6
+
+
+def test_pipeline_with_pw_step(campaign_codes, real_code, tmp_path):
+    """SMILES → conformers → PM7 → a `fast` pw.x SCF on the PM7-lowest conformer; energy as pw.x printed it."""
+    from aiida.engine import run_get_node
+
+    from aiida_grimperium.campaign import queries
+    from aiida_grimperium.campaign.builders import pipeline_builder
+    from aiida_grimperium.campaign.molecules import Molecule
+    from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
+
+    codes = {**campaign_codes, 'pw': real_code('pw.x', 'grimperium.pw')}
+    settings = {**DEFAULT_SETTINGS, 'dft': 'pw', 'protocol': 'fast', 'num_conformers': 3}
+    molecule = Molecule(mol_id='water', smiles='O', charge=0, multiplicity=1)
+    results, node = run_get_node(pipeline_builder(molecule, settings, codes))
+    assert node.is_finished_ok, node.exit_message
+    pw_calc = [n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.pw'][-1]
+    text = pw_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
+    printed_ry = float(re.findall(r'!\s+total energy\s+=\s+(-?\d+\.\d+) Ry', text)[-1])
+    assert results['dft']['energy'].value == pytest.approx(printed_ry * 13.605693122994, abs=1e-4)
+    assert node.outputs.output_parameters['dft_energy_ev'] == results['dft']['energy'].value
+    assert pw_calc.inputs.structure.get_formula() == 'H2O'
+
+    group = orm.Group(label='dft-campaign').store()
+    node.base.extras.set('mol_id', 'water')
+    group.add_nodes(node)
+    assert queries.dft_band_gaps('dft-campaign') == {'water': results['dft']['band_gap'].value}
