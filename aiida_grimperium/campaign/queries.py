@@ -22,7 +22,7 @@ def large_deltas(group_label: str, threshold: float = 5.0) -> dict[str, float]:
     """``{mol_id: delta_1}`` of every molecule whose |PM7 most stable − reference| exceeds ``threshold`` kcal/mol."""
     query = _runs_query(group_label)
     query.append(orm.Float, with_incoming='run', edge_filters={'label': 'most_stable_hof'}, project=['attributes.value'])
-    group = orm.load_group(group_label)
+    group = orm.load_group(label=group_label)
     references = {mol_id: row.get('H298_cbs') for mol_id, row in records(group).items()}
     deltas = {}
     for mol_id, hof in query.iterall():  # a rerun that finished replaces an earlier value: ids are ascending
