@@ -12,6 +12,8 @@ BIN=$(dirname "$PYTHON")
 SAMPLE=$("$PYTHON" -c 'import aiida_grimperium, pathlib; print(pathlib.Path(aiida_grimperium.__file__).parent / "data/examples/sample_campaign.csv")')
 GROUP=${GRIMPERIUM_SAMPLE_GROUP:-sample-campaign}
 mkdir -p output
+# A daemon left running by an earlier version would run that version's code: restart it on this one.
+if "$BIN/verdi" daemon status >/dev/null 2>&1; then "$BIN/verdi" daemon restart >/dev/null; fi
 "$BIN/grimperium" campaign run "$SAMPLE" --group "$GROUP" --engine rdkit-xtb --top-n 3 --num-conformers 6 \
     --dft pw --protocol fast --workers 2 --max-active 4
 "$BIN/grimperium" export "$GROUP" -o output/sample_campaign.csv
