@@ -4,5 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=$(bash scripts/setup.sh | tail -n 1 | sed 's/^PYTHON=//')
+# Services some tests use for real: a one-node SLURM cluster, PostgreSQL + RabbitMQ (each script is idempotent).
+for service in scripts/slurm.sh scripts/scaleout.sh; do
+  if [ -f "$service" ]; then bash "$service" >&2; fi
+done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec "$PYTHON" -m pytest -p no:cacheprovider -q -ra --durations=15 "$@"
