@@ -11,12 +11,12 @@ Handlers, each tied to exit codes of :mod:`aiida_grimperium.parsers.raw.crystal`
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 from aiida.plugins import CalculationFactory
 
 from ..basis_sets import get_basis_sets
 from ..protocols import get_protocol_inputs
+from .base import GrimperiumBaseRestartWorkChain
 
 CrystalCalculation = CalculationFactory('grimperium.crystal')
 
@@ -26,22 +26,11 @@ LEVSHIFT = [5, 1]
 MAXCYCLE_CAP = 800
 
 
-class CrystalBaseWorkChain(BaseRestartWorkChain):
+class CrystalBaseWorkChain(GrimperiumBaseRestartWorkChain):
     """Restart workchain of one CRYSTAL calculation (SCF or OPTGEOM) with SCF and geometry handlers."""
 
     _process_class = CrystalCalculation
-
-    @classmethod
-    def define(cls, spec):
-        super().define(spec)
-        spec.expose_inputs(CrystalCalculation, namespace='crystal')
-        spec.expose_outputs(CrystalCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
-        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
+    _inputs_namespace = 'crystal'
 
     @classmethod
     def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, *, relax: bool = False,
@@ -71,7 +60,6 @@ class CrystalBaseWorkChain(BaseRestartWorkChain):
 
     def setup(self):
         super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(CrystalCalculation, 'crystal'))
         self.ctx.scf_remedies = 0
 
     def _set_parameters(self, **changes) -> dict:

@@ -12,9 +12,10 @@ Handlers (each tied to exit codes of :mod:`aiida_grimperium.parsers.raw.pw`, eac
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 from aiida.plugins import CalculationFactory
+
+from .base import GrimperiumBaseRestartWorkChain
 
 PwCalculation = CalculationFactory('grimperium.pw')
 
@@ -23,10 +24,11 @@ def _upper(parameters: dict) -> dict:
     return {k.upper(): dict(v) for k, v in parameters.items()}
 
 
-class PwBaseWorkChain(BaseRestartWorkChain):
+class PwBaseWorkChain(GrimperiumBaseRestartWorkChain):
     """Run a ``grimperium.pw`` calculation, restarting it when a handler knows how to recover."""
 
     _process_class = PwCalculation
+    _inputs_namespace = 'pw'
 
     #: Factor applied to ``mixing_beta`` at each SCF failure, and the floor below which it gives up.
     MIXING_BETA_FACTOR = 0.7
@@ -39,17 +41,6 @@ class PwBaseWorkChain(BaseRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(PwCalculation, namespace='pw')
-        spec.expose_outputs(PwCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
-        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
         spec.exit_code(401, 'ERROR_SCF_UNRECOVERABLE', message='The SCF did not converge even with the smallest mixing_beta.')
         spec.exit_code(402, 'ERROR_DIAGONALIZATION_UNRECOVERABLE', message='Every diagonalisation algorithm failed.')
 
@@ -66,7 +57,6 @@ class PwBaseWorkChain(BaseRestartWorkChain):
 
     def setup(self):
         super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(PwCalculation, 'pw'))
         self.ctx.inputs.parameters = _upper(self.ctx.inputs.parameters.get_dict())
 
     def prepare_process(self):

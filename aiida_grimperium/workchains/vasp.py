@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.vasp import VaspCalculation
 from ..protocols import get_protocol_inputs
+from .base import GrimperiumBaseRestartWorkChain
 
 #: ALGO to switch to when the electronic loop did not converge (VASP's own advice: Fast -> Normal -> All).
 ALGO_LADDER = {'veryfast': 'Normal', 'fast': 'Normal', 'normal': 'All'}
@@ -26,29 +26,11 @@ NELM_MAX = 400
 POTCAR_LIBRARY_ENV = 'GRIMPERIUM_POTCAR_LIBRARY'
 
 
-class VaspBaseWorkChain(BaseRestartWorkChain):
+class VaspBaseWorkChain(GrimperiumBaseRestartWorkChain):
     """Run a VASP calculation and recover from the common failures (see the module docstring)."""
 
     _process_class = VaspCalculation
-
-    @classmethod
-    def define(cls, spec):
-        super().define(spec)
-        spec.expose_inputs(VaspCalculation, namespace='vasp')
-        spec.expose_outputs(VaspCalculation)
-        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
-
-    def setup(self):
-        super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(VaspCalculation, 'vasp'))
+    _inputs_namespace = 'vasp'
 
     @classmethod
     def get_builder_from_protocol(
