@@ -1,0 +1,170 @@
+"""The scale-out profile: a campaign on PostgreSQL storage and the RabbitMQ broker with several daemon workers.
+
+``scripts/scaleout.sh`` installs and starts the real services (idempotent). Both profiles here are made by
+``verdi presto`` in subprocesses with their own ``AIIDA_PATH`` (a temporary directory), so they neither touch
+``~/.aiida`` nor the in-process test profile: a ``core.psql_dos`` + ``core.rabbitmq`` one with 3 workers, and
+the default ``core.sqlite_dos`` + ZeroMQ one with 1 worker. The same CSV goes through ``grimperium campaign
+run`` on both (the real xtb and mopac, the same RDKit seed); the exported heats of formation must agree, and
+equal what MOPAC printed in the output files stored in the PostgreSQL profile's repository.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pandas as pd
+import pytest
+
+ROOT = pathlib.Path(__file__).parent.parent
+GRIMPERIUM = str(pathlib.Path(sys.executable).with_name('grimperium'))
+VERDI = str(pathlib.Path(sys.executable).with_name('verdi'))
+PG_ADMIN = os.environ.get('GRIMPERIUM_PG_ADMIN', 'aiida_admin')
+PG_PASSWORD = os.environ.get('GRIMPERIUM_PG_PASSWORD', 'aiida_admin')
+CSV = """mol_id,smiles,charge,multiplicity,nheavy,H298_cbs,batch_id
+water,O,0,1,1,-57.80,so
+methanol,CO,0,1,2,-48.04,so
+n-butane,CCCC,0,1,4,-30.02,so
+"""
+HOF_TOLERANCE = 1e-5  # kcal/mol: MOPAC prints 5 decimals; same inputs and seed must give the same digits
+
+# Run inside the PostgreSQL profile: the profile's backends, and every MOPAC heat of formation as printed in
+# the retrieved output file, per molecule.
+INSPECT = r"""
+import json, re, sys
+from aiida import load_profile, orm
+from aiida_grimperium.workchains.pipeline import ConformerToDftWorkChain
+profile = load_profile(sys.argv[1])
+printed = {}
+qb = orm.QueryBuilder().append(ConformerToDftWorkChain, project=['extras.mol_id', '*'])
+for mol_id, node in qb.all():
+    calcs = [c for c in node.called_descendants if c.process_type == 'aiida.calculations:grimperium.mopac']
+    text = calcs[-1].outputs.retrieved.base.repository.get_object_content('aiida.out')
+    printed[mol_id] = [float(x) for x in re.findall(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+) KCAL/MOL', text)]
+print(json.dumps({'storage': profile.storage_backend, 'broker': profile.process_control_backend,
+                  'printed': printed}))
+"""
+
+
+@pytest.fixture(scope='session')
+def scaleout_services():
+    """PostgreSQL and RabbitMQ up and accepting connections (``scripts/scaleout.sh`` is idempotent)."""
+    result = subprocess.run(['bash', str(ROOT / 'scripts' / 'scaleout.sh')], capture_output=True, text=True,
+                            timeout=1800)  # a first run on a clean machine installs the packages
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0 and lines and lines[-1] == 'SCALEOUT=ready', result.stdout + result.stderr
+
+
+def run(env, *args, timeout=120, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f'{args}:\n{result.stdout}\n{result.stderr}'
+    return result
+
+
+def run_all(env, commands: dict, timeout=300) -> dict[str, str]:
+    """Run several commands at once (the machine has few cores; most of each is Python start-up and polling)."""
+    running = {key: subprocess.Popen([str(a) for a in cmd], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True) for key, cmd in commands.items()}
+    outputs = {key: process.communicate(timeout=timeout)[0] for key, process in running.items()}
+    for key, process in running.items():
+        assert process.returncode == 0, f'{commands[key]}:\n{outputs[key]}'
+    return outputs
+
+
+def as_postgres(sql: str) -> str:
+    """Run SQL as the PostgreSQL superuser (peer authentication of the `postgres` Unix user)."""
+    return run(os.environ, 'runuser', '-u', 'postgres', '--', 'psql', '-qAt', '-c', sql).stdout.strip()
+
+
+@pytest.fixture
+def profiles(scaleout_services, tmp_path):
+    """Two fresh profiles in a private AIIDA_PATH; afterwards: daemons stopped, database and its role dropped."""
+    env = {**os.environ, 'AIIDA_PATH': str(tmp_path / 'aiida'), 'OMP_NUM_THREADS': '1'}
+    suffix = uuid.uuid4().hex[:8]
+    names = {'psql': f'grimp-so-{suffix}', 'sqlite': f'grimp-lite-{suffix}'}
+    try:
+        run(env, VERDI, 'presto', '-n', '-p', names['psql'], '--use-postgres', '--postgres-hostname', 'localhost',
+            '--postgres-username', PG_ADMIN, '--postgres-password', PG_PASSWORD)
+        run(env, VERDI, 'presto', '-n', '-p', names['sqlite'], '--use-zeromq')
+        yield env, names
+    finally:
+        stopping = [subprocess.Popen([VERDI, '-p', name, 'daemon', 'stop'], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL) for name in names.values()]
+        for process in stopping:
+            process.wait(timeout=120)
+        config_file = tmp_path / 'aiida' / '.aiida' / 'config.json'
+        storage = {}
+        if config_file.exists():
+            profile = json.loads(config_file.read_text())['profiles'].get(names['psql'], {})
+            storage = profile.get('storage', {}).get('config', {})
+        # `verdi profile delete --delete-data` needs the superuser through sudo; drop them directly instead.
+        if storage.get('database_name'):
+            as_postgres(f'DROP DATABASE IF EXISTS "{storage["database_name"]}" WITH (FORCE)')
+            as_postgres(f'DROP ROLE IF EXISTS "{storage["database_username"]}"')
+        shutil.rmtree(tmp_path / 'aiida', ignore_errors=True)
+
+
+@pytest.mark.daemon
+def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_path):
+    env, names = profiles
+    # AiiDA warns about every RabbitMQ >= 3.8.15 because of consumer_timeout; scaleout.sh disabled it, so the
+    # warning is switched off only after checking the broker really runs with it disabled.
+    timeout = run(env, 'rabbitmqctl', 'eval', 'application:get_env(rabbit, consumer_timeout).').stdout.strip()
+    assert timeout == '{ok,undefined}', timeout
+    psql = names['psql']
+    outputs = run_all(env, {
+        'warning': [VERDI, '-p', psql, 'config', 'set', 'warnings.rabbitmq_version', 'False'],
+        'slots': [VERDI, '-p', psql, 'config', 'set', 'daemon.worker_process_slots', '50'],
+        **{key: [GRIMPERIUM, '-p', name, 'setup'] for key, name in names.items()},
+    })
+    assert all('mopac@localhost' in outputs[key] for key in names)
+
+    csv_path = tmp_path / 'molecules.csv'
+    csv_path.write_text(CSV)
+    common = ['campaign', 'run', csv_path, '--group', 'scaleout', '--num-conformers', 3]
+    # Both campaigns at once, to keep the test short.
+    commands = {
+        'psql': [GRIMPERIUM, '-p', psql, *common, '--workers', 3],
+        'sqlite': [GRIMPERIUM, '-p', names['sqlite'], *common, '--workers', 1],
+    }
+    outputs = run_all(env, commands)
+    for key in commands:
+        final = [line for line in outputs[key].splitlines() if line.startswith('campaign `scaleout`: 3 molecules')]
+        assert final and final[-1].split()[-1] == 'OK=3', outputs[key]  # the last status block: all 3 OK
+
+    outputs = run_all(env, {
+        'daemon': [VERDI, '-p', psql, 'daemon', 'status'],
+        'inspect': [sys.executable, '-c', INSPECT, psql],
+        **{key: [GRIMPERIUM, '-p', name, 'export', 'scaleout', '-o', tmp_path / f'{key}.csv']
+           for key, name in names.items()},
+    })
+    workers = re.search(r'Active workers \[(\d+)\]', outputs['daemon'])
+    assert workers and int(workers.group(1)) == 3, outputs['daemon']
+    tables = {key: pd.read_csv(tmp_path / f'{key}.csv').set_index('mol_id') for key in names}
+    big, small = tables['psql'], tables['sqlite']
+    assert list(big.index) == ['water', 'methanol', 'n-butane']
+    assert (big['status'] == 'OK').all() and (small['status'] == 'OK').all()
+    assert list(big['crest_conformers_generated']) == list(small['crest_conformers_generated'])
+    for mol_id in big.index:
+        heats_big = json.loads(big.loc[mol_id, 'pm7_heats_of_formation_kcal_mol'])
+        heats_small = json.loads(small.loc[mol_id, 'pm7_heats_of_formation_kcal_mol'])
+        assert heats_big == pytest.approx(heats_small, abs=HOF_TOLERANCE), mol_id
+        assert big.loc[mol_id, 'most_stable_hof'] == pytest.approx(small.loc[mol_id, 'most_stable_hof'],
+                                                                   abs=HOF_TOLERANCE)
+        assert big.loc[mol_id, 'delta_1'] == pytest.approx(big.loc[mol_id, 'most_stable_hof']
+                                                           - big.loc[mol_id, 'H298_cbs'], abs=1e-9)
+
+    inspected = json.loads(next(line for line in outputs['inspect'].splitlines() if line.startswith('{"storage"')))
+    assert inspected['storage'] == 'core.psql_dos' and inspected['broker'] == 'core.rabbitmq'
+    assert set(inspected['printed']) == set(big.index)
+    for mol_id, printed in inspected['printed'].items():
+        # the export's lowest HOF is the lowest one MOPAC printed for that molecule's conformers
+        assert big.loc[mol_id, 'most_stable_hof'] == pytest.approx(min(printed), abs=HOF_TOLERANCE), mol_id
+        assert sorted(printed) == pytest.approx(json.loads(big.loc[mol_id, 'pm7_heats_of_formation_kcal_mol']),
+                                                abs=HOF_TOLERANCE), mol_id
