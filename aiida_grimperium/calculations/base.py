@@ -11,15 +11,60 @@ from aiida.engine import CalcJob
 
 from ..exit_codes import COMMON, ExitCodeSpec
 
-#: What a label or file name supplied by a user may contain; everything else is refused.
-SAFE_NAME = re.compile(r'^[A-Za-z0-9_.+-]{1,128}$')
+#: What a label or file name supplied by a user may contain; everything else is refused. ``\Z``, not ``$``:
+#: ``$`` also matches before a trailing newline, which would let ``name\n`` through.
+SAFE_NAME = re.compile(r'^[A-Za-z0-9_.+-]{1,128}\Z')
+#: A scheduler option that AiiDA writes unquoted into a ``#SBATCH``/``#PBS`` line (queue, account, qos,
+#: priority): a newline there would start a shell line of its own, so only plain words pass.
+SAFE_SCHEDULER_WORD = re.compile(r'^[A-Za-z0-9_.:@+,=-]{1,128}\Z')
+#: An environment variable name: AiiDA writes ``export NAME=<quoted value>`` with the name unquoted.
+SAFE_VARIABLE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,127}\Z')
 
 
 def validate_filename(name: str) -> str | None:
     """Return an error message when ``name`` is not a plain file name (no ``/``, no ``..``, no shell characters)."""
-    if not SAFE_NAME.match(name) or name in {'.', '..'} or '..' in name:
+    if not isinstance(name, str) or not SAFE_NAME.match(name) or name in {'.', '..'} or '..' in name:
         return f'`{name}` is not an allowed file name: use letters, digits, `_`, `-`, `+` and single dots only'
     return None
+
+
+def validate_filename_option(value, _=None) -> str | None:
+    """Port validator of the file-name options (input/output file, scheduler stdout/stderr, submit script)."""
+    return None if value is None else validate_filename(value)
+
+
+def validate_scheduler_word(value, _=None) -> str | None:
+    """Port validator of ``queue_name``, ``account``, ``qos`` and ``priority``: one plain word."""
+    if value is None or (isinstance(value, str) and SAFE_SCHEDULER_WORD.match(value)):
+        return None
+    return (f'{value!r} is not allowed here: a scheduler option is one word of letters, digits and `_.:@+,=-` '
+            '(no spaces, quotes, `;`, `$`, backticks or newlines)')
+
+
+def validate_environment(value, _=None) -> str | None:
+    """Port validator of ``environment_variables``: plain names (the values are quoted by AiiDA)."""
+    bad = [name for name in (value or {}) if not SAFE_VARIABLE.match(str(name))]
+    return f'environment variable names {bad!r} are not plain names `[A-Za-z_][A-Za-z0-9_]*`' if bad else None
+
+
+def validate_retrieve_list(value, _=None) -> str | None:
+    """Port validator of ``additional_retrieve_list``: relative paths inside the working directory only."""
+    for item in value or []:
+        parts = str(item).split('/')
+        if not isinstance(item, str) or item.startswith('/') or '..' in parts or any(c in item for c in '\n\r\0'):
+            return f'`{item}` is not a path inside the working directory (no leading `/`, no `..`, no newlines)'
+    return None
+
+
+#: Option ports of every grimperium CalcJob and the validator that guards each (see docs/security.md).
+OPTION_VALIDATORS = {
+    'input_filename': validate_filename_option, 'output_filename': validate_filename_option,
+    'scheduler_stdout': validate_filename_option, 'scheduler_stderr': validate_filename_option,
+    'submit_script_filename': validate_filename_option,
+    'queue_name': validate_scheduler_word, 'account': validate_scheduler_word, 'qos': validate_scheduler_word,
+    'priority': validate_scheduler_word,
+    'environment_variables': validate_environment, 'additional_retrieve_list': validate_retrieve_list,
+}
 
 
 class GrimperiumCalcJob(CalcJob):
@@ -42,6 +87,9 @@ class GrimperiumCalcJob(CalcJob):
         spec.inputs['metadata']['options']['withmpi'].default = cls._DEFAULT_WITHMPI
         if cls._DEFAULT_PARSER:
             spec.inputs['metadata']['options']['parser_name'].default = cls._DEFAULT_PARSER
+        for name, validator in OPTION_VALIDATORS.items():
+            if name in spec.inputs['metadata']['options']:
+                spec.inputs['metadata']['options'][name].validator = validator
         cls.declare_exit_codes(spec, COMMON)
 
     @staticmethod

@@ -21,7 +21,7 @@ from .xtb import threads_of
 LEVELS = {'gfn0': '--gfn0', 'gfn1': '--gfn1', 'gfn2': '--gfn2', 'gfnff': '--gfnff', 'gfn2//gfnff': '--gfn2//gfnff'}
 MODES = {'default': [], 'quick': ['--quick'], 'squick': ['--squick'], 'mquick': ['--mquick']}
 SOLVENT_MODELS = ('alpb', 'gbsa')
-SAFE_SOLVENT = re.compile(r'^[A-Za-z0-9][A-Za-z0-9,()_-]{0,40}$')
+SAFE_SOLVENT = re.compile(r'^[A-Za-z0-9][A-Za-z0-9,()_-]{0,40}\Z')  # \Z: `$` would let `water\n` through
 #: Thresholds passed through as ``--<key> value`` (all positive reals).
 THRESHOLDS = {'energy_window': '--ewin', 'rmsd_threshold': '--rthr', 'energy_threshold': '--ethr'}
 PARAMETER_KEYS = {'gfn', 'mode', 'solvent', 'solvent_model', *THRESHOLDS}

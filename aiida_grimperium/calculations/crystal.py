@@ -34,7 +34,7 @@ TWO_ORIGIN_CHOICES = frozenset(
 #: Crystal-system codes of the fort.34 header.
 CRYSTAL_TYPE = {'triclinic': 1, 'monoclinic': 2, 'orthorhombic': 3, 'tetragonal': 4, 'trigonal': 5,
                 'hexagonal': 5, 'cubic': 6}
-KEYWORD = re.compile(r'^[A-Z0-9][A-Z0-9-]{0,19}$')      # one CRYSTAL keyword: no spaces, no newlines
+KEYWORD = re.compile(r'^[A-Z0-9][A-Z0-9-]{0,19}\Z')     # one CRYSTAL keyword: no spaces, no newlines
 OPTGEOM_TYPES = ('FULLOPTG', 'ATOMONLY', 'CELLONLY', 'ITATOCEL', 'INTREDUN')
 MIXING = ('ANDERSON', 'BROYDEN', 'DIIS', 'NODIIS')
 GRIDS = ('OLDGRID', 'LGRID', 'XLGRID', 'XXLGRID')
@@ -144,8 +144,9 @@ def validate_parameters(parameters: dict) -> str | None:
             return f'`optgeom` must be a dict with `type` one of {OPTGEOM_TYPES}'
         if set(optgeom) - {'type', 'maxcycle', 'toldeg', 'toldex', 'toldee'}:
             return '`optgeom` keys: type, maxcycle, toldeg, toldex, toldee'
-    if '\n' in str(parameters.get('title', '')):
-        return '`title` must be one line'
+    title = str(parameters.get('title', ''))
+    if not title.isprintable() or len(title) > 80:  # \n, \r or any control character would split the input
+        return '`title` must be one line of at most 80 printable characters'
     return None
 
 

@@ -28,7 +28,8 @@ RESERVED_KEYWORDS = re.compile(
     r'PM7|PM6|PM6-D3H4|PM6-ORG|AM1|PM3|MNDO|RM1)(=|$)',
     re.IGNORECASE,
 )
-KEYWORD = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_=.+\-,():]*$')
+#: One MOPAC keyword. ``\Z`` rather than ``$``, which would accept a trailing newline (an extra input line).
+KEYWORD = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_=.+\-,():]*\Z')
 
 
 class MopacParameters(pydantic.BaseModel):

@@ -6,6 +6,7 @@ waited in the queue; checking the keys before submission refuses it at once, wit
 from __future__ import annotations
 
 import difflib
+import re
 
 #: Keys the plugin writes itself from the structure, pseudos and folders: users may not set them.
 BLOCKED = {
@@ -54,6 +55,14 @@ ORDER = ('CONTROL', 'SYSTEM', 'ELECTRONS', 'IONS', 'CELL')
 PER_KIND = {'starting_magnetization', 'hubbard_u', 'hubbard_j0', 'hubbard_alpha', 'hubbard_beta', 'angle1', 'angle2',
             'starting_charge', 'london_c6', 'london_rvdw'}
 CALCULATIONS = ('scf', 'nscf', 'bands', 'relax', 'md', 'vc-relax', 'vc-md')
+#: A key as written into the input: a name, optionally with Fortran indices ``(1)`` / ``(1,2)``.
+KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\(\d{1,3}(,\d{1,3}){0,2}\))?\Z')
+
+
+def _unsafe_string(value) -> bool:
+    """True for a string (or a string inside a per-kind dict) that would not stay one namelist value."""
+    values = value.values() if isinstance(value, dict) else [value]
+    return any(isinstance(v, str) and not v.isprintable() for v in values)
 
 
 def validate_namelists(parameters: dict) -> str | None:
@@ -69,7 +78,11 @@ def validate_namelists(parameters: dict) -> str | None:
             continue
         for key in keys:
             base = str(key).split('(')[0].lower()
-            if base in BLOCKED.get(name, set()):
+            if not KEY.match(str(key)):
+                problems.append(f'`{key!r}` in namelist {name} is not a namelist key (a name, or a name with indices `(1)`)')
+            elif _unsafe_string(keys[key]):  # a newline would end the value and start namelist text of its own
+                problems.append(f'`{name}.{key}` must be one line of printable characters, got {keys[key]!r}')
+            elif base in BLOCKED.get(name, set()):
                 problems.append(f'`{name}.{key}` is set by the plugin from the inputs and may not be given')
             elif base not in ALLOWED[name]:
                 close = difflib.get_close_matches(base, sorted(ALLOWED[name]), n=1)

@@ -16,7 +16,7 @@ from aiida.common import datastructures
 from aiida.plugins import DataFactory
 
 from ..parsers.raw.vasp import EXIT_CODES, OUTCAR, STDOUT, VASPRUN
-from .base import GrimperiumCalcJob
+from .base import GrimperiumCalcJob, validate_filename
 
 KpointsData = DataFactory('core.array.kpoints')
 
@@ -51,6 +51,9 @@ def validate_incar(parameters: dict, allow_unknown: bool = False) -> str | None:
         allowed = tuple(t for name in str(spec.get('type', '')).split('|') for t in _PY_TYPES.get(name.strip(), ()))
         if allowed and not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed and allowed):
             return f'INCAR tag `{key}`: {value!r} is not of type {spec.get("type")}'
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(item, str) and not item.isprintable() for item in items):
+            return f'INCAR tag `{key}`: {value!r} must be one line of printable characters (a newline starts a new tag)'
         values = spec.get('values')
         if values and isinstance(value, str) and value.lower() not in {str(v).lower() for v in values}:
             return f'INCAR tag `{key}`: {value!r} is not one of {values}'
@@ -66,6 +69,11 @@ def validate_settings(value, _ctx):
         return f'unknown settings {sorted(unknown)}; allowed: {sorted(SETTINGS_KEYS)}'
     if settings.get('kpoints_style', 'Gamma') not in KPOINTS_STYLES:
         return f'settings.kpoints_style must be one of {KPOINTS_STYLES}'
+    for key in ('additional_retrieve_list', 'parent_folder_files'):  # file names: nothing outside the run folder
+        for name in settings.get(key, []):
+            error = validate_filename(name)
+            if error:
+                return f'settings.{key}: {error}'
     return None
 
 

@@ -23,7 +23,7 @@ TASKS = ('single_point', 'optimization')
 OPT_LEVELS = ('crude', 'sloppy', 'loose', 'lax', 'normal', 'tight', 'vtight', 'extreme')
 SOLVENT_MODELS = ('alpb', 'gbsa')
 #: Solvent names are passed to xtb on the command line: letters, digits and a few separators only.
-SAFE_SOLVENT = re.compile(r'^[A-Za-z0-9][A-Za-z0-9,()_-]{0,40}$')
+SAFE_SOLVENT = re.compile(r'^[A-Za-z0-9][A-Za-z0-9,()_-]{0,40}\Z')  # \Z: `$` would let `water\n` through
 PARAMETER_KEYS = {
     'method', 'task', 'opt_level', 'solvent', 'solvent_model', 'accuracy', 'iterations', 'cycles',
     'electronic_temperature',

@@ -8,13 +8,14 @@ degeneracies) from the CREGEN table of stdout when it is printed.
 """
 from __future__ import annotations
 
+import math
 import pathlib
 import re
 from collections.abc import Iterable
 
 from ...chemistry import HARTREE_TO_EV
 from ...exit_codes import ExitCodeSpec, make_table
-from . import FLOAT, find_output, floats, looks_binary, parse_file
+from . import FLOAT, find_output, floats, looks_binary, parse_file, to_float
 
 EXIT_CODES = make_table(
     ExitCodeSpec(320, 'ERROR_ENSEMBLE_MISSING', 'CREST wrote no conformer ensemble (crest_conformers.xyz or crest.energies missing or empty).'),
@@ -55,33 +56,36 @@ def parse_lines(lines: Iterable[str]) -> dict:
             command = False
         if not line:
             continue
-        if line.startswith('Command line input'):
-            command = True
-        elif 'CREST terminated normally' in line:
-            result['normal_termination'] = True
-        elif 'Initial geometry optimization failed' in line:
-            result['initial_optimization_failed'] = True
-        elif line.startswith('Version') and 'crest_version' not in result:
-            match = _VERSION.match(line)
-            if match:
-                result['crest_version'] = match.group(1).rstrip(',')
-        elif line.startswith('ensemble entropy'):
-            match = _ENTROPY.match(line)
-            if match:
-                result['ensemble_entropy_j_mol_k'] = float(match.group(1))
-                result['ensemble_entropy_cal_mol_k'] = float(match.group(2))
-        else:
-            match = _CREGEN_ROW.match(raw)
-            if match:
-                populations[int(match.group(2))] = float(match.group(1))
-                degeneracies[int(match.group(2))] = int(match.group(3))
-                continue
-            for key, regex in _KEYS.items():
-                match = regex.search(line)
+        try:  # a mangled number (5000 digits, ``1D+400``) skips its line instead of stopping the parser
+            if line.startswith('Command line input'):
+                command = True
+            elif 'CREST terminated normally' in line:
+                result['normal_termination'] = True
+            elif 'Initial geometry optimization failed' in line:
+                result['initial_optimization_failed'] = True
+            elif line.startswith('Version') and 'crest_version' not in result:
+                match = _VERSION.match(line)
                 if match:
-                    value = match.group(1)
-                    result[key] = int(value) if key.startswith('num_') else float(value)
-                    break
+                    result['crest_version'] = match.group(1).rstrip(',')
+            elif line.startswith('ensemble entropy'):
+                match = _ENTROPY.match(line)
+                if match:
+                    result['ensemble_entropy_j_mol_k'] = to_float(match.group(1))
+                    result['ensemble_entropy_cal_mol_k'] = to_float(match.group(2))
+            else:
+                match = _CREGEN_ROW.match(raw)
+                if match:
+                    populations[int(match.group(2))] = to_float(match.group(1))
+                    degeneracies[int(match.group(2))] = int(match.group(3))
+                    continue
+                for key, regex in _KEYS.items():
+                    match = regex.search(line)
+                    if match:
+                        value = match.group(1)
+                        result[key] = int(value) if key.startswith('num_') else to_float(value)
+                        break
+        except (ValueError, OverflowError):
+            continue
     if populations:
         result['cregen_populations'] = populations
         result['cregen_degeneracies'] = degeneracies
@@ -109,7 +113,8 @@ def read_energies(path: pathlib.Path) -> list[float] | None:
                 if not line.strip():
                     continue
                 values = floats(line)
-                if len(values) < 2 or values[0] != int(values[0]):
+                # 1e999 reads as inf: a non-finite field is as unreadable as a missing one
+                if len(values) < 2 or not all(math.isfinite(v) for v in values) or values[0] != int(values[0]):
                     return None
                 rows.append(values[1:])
     except OSError:

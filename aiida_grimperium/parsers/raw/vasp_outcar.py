@@ -16,8 +16,9 @@ from . import floats
 #: Electronic-minimiser lines of the standard output (and OSZICAR): ``DAV:   3  -0.71E+01 ...``.
 ELECTRONIC_STEP = re.compile(r'^\s*(DAV|RMM|CG|SDA|DMP|DIA|EDA|ORT|BLK):\s*\d+')
 #: Ionic-step line of the standard output: ``   1 F= -.65021466E+01 E0= -.65016163E+01  d E =...``.
-IONIC_STEP = re.compile(r'^\s*(\d+)\s+F=\s*(\S+)\s+E0=\s*(\S+)')
-ITERATION = re.compile(r'Iteration\s+(\d+)\s*\(\s*(\d+)\)')
+#: Counts have at most 9 digits: a mangled 5000-digit field is no step (``int()`` would refuse it).
+IONIC_STEP = re.compile(r'^\s*(\d{1,9})\s+F=\s*(\S+)\s+E0=\s*(\S+)')
+ITERATION = re.compile(r'Iteration\s+(\d{1,9})\s*\(\s*(\d{1,9})\)')
 PARAMETER = re.compile(r'^\s*(NELM|EDIFF|EDIFFG|NSW|IBRION|ISIF|ISMEAR|ISPIN)\s*=\s*([-+.\dEeDd]+)')
 #: Lines worth showing a user: VASP's fatal messages (kept short; the full text is in the retrieved files).
 ERROR_MARKERS = (

@@ -1,0 +1,250 @@
+"""Fuzzing every raw parser with truncated and byte-mutated REAL outputs: no exception may escape.
+
+The seeds are real outputs: the recorded CREST, pw.x, VASP and CRYSTAL runs in ``tests/fixtures`` and MOPAC and
+xtb outputs that the real binaries write once per module. Every case is a seeded, reproducible mutation of one
+seed (cut at a random byte, random bytes overwritten, lines dropped / repeated / swapped, numbers replaced by
+overflow fields, ``nan``, ``1e999``, 5000-digit integers, ...). The parser's entry point is called DIRECTLY
+(``parse_lines``, ``parse_chunks``, ``read_frames``...), not through ``parse_file``, whose catch-all would hide a
+bug. Each result must be a dict whose ``exit_label`` is ``None`` or a label declared for that code.
+
+``GRIMPERIUM_FUZZ_CASES`` (default 1000 per target) scales the run; the totals go to
+``benchmarks/results/fuzz.json`` for ``benchmarks/reliability.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import re
+import shutil
+import subprocess
+import time
+import traceback
+
+import pytest
+
+from aiida_grimperium.exit_codes import table_for
+from aiida_grimperium.parsers.raw import crest, crystal, mopac, pw, vasp, vasp_outcar, vasp_xml, xtb
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
+RESULTS = pathlib.Path(__file__).parent.parent / 'benchmarks' / 'results'
+CASES = int(os.environ.get('GRIMPERIUM_FUZZ_CASES', '1000'))
+SEED = int(os.environ.get('GRIMPERIUM_FUZZ_SEED', '20240607'))
+
+#: What a mutated number becomes: Fortran overflow fields, non-finite values, absurd lengths, half-numbers.
+NUMBER_JUNK = ['*******', '1e999', '-1e999', 'nan', 'NaN', 'inf', '-Infinity', '1D+400', '9' * 5000, '-', '.',
+               '1.2.3', '0', '-0', '', '1e-400', 'E+05', '--1', '0x1F', '½']
+NUMBER = re.compile(rb'[-+]?\d+\.?\d*(?:[eEdD][-+]?\d+)?')
+
+MOPAC_JOBS = """PM7 1SCF CHARGE=0
+water
+
+O  0.000000 0  0.000000 0  0.117790 0
+H  0.000000 0  0.755453 0 -0.471161 0
+H  0.000000 0 -0.755453 0 -0.471161 0
+
+PM7 CHARGE=0 DOUBLET
+hydroxyl radical
+
+O  0.000000 1  0.000000 1  0.000000 1
+H  0.000000 1  0.000000 1  0.980000 1
+
+"""
+WATER_XYZ = '3\nwater\nO 0.0 0.0 0.1\nH 0.0 0.76 -0.45\nH 0.0 -0.76 -0.45\n'
+OVERLAP_XYZ = '3\noverlap\nO 0.0 0.0 0.0\nH 0.0 0.0 0.0\nH 0.0 0.0 0.1\n'
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """One seeded mutation (or two stacked) of ``data``."""
+    for _ in range(rng.choice((1, 1, 1, 2))):
+        data = rng.choice(MUTATIONS)(data, rng)
+    return data
+
+
+def _truncate(data, rng):
+    return data[: rng.randrange(len(data) + 1)]
+
+
+def _flip_bytes(data, rng):
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 40)):
+        if out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+def _printable_bytes(data, rng):
+    # printable junk keeps the file "text", so it goes deeper into the parser than a NUL would
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 60)):
+        if out:
+            out[rng.randrange(len(out))] = rng.choice(b'0123456789.-+=:*eEdD \t\nxyzXYZ()[]<>/"\'&')
+    return bytes(out)
+
+
+def _lines(data, rng):
+    lines = data.splitlines(keepends=True)
+    if len(lines) < 2:
+        return data
+    for _ in range(rng.randint(1, 20)):
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        action = rng.randrange(4)
+        if action == 0:
+            del lines[i]
+        elif action == 1:
+            lines.insert(i, lines[j])
+        elif action == 2:
+            lines[i], lines[j] = lines[j], lines[i]
+        else:
+            lines[i] = lines[i][: rng.randrange(len(lines[i]) + 1)] + b'\n'
+        if len(lines) < 2:
+            break
+    return b''.join(lines)
+
+
+def _numbers(data, rng):
+    matches = list(NUMBER.finditer(data))
+    if not matches:
+        return data
+    out = data
+    for match in sorted(rng.sample(matches, min(len(matches), rng.randint(1, 25))), key=lambda m: -m.start()):
+        out = out[: match.start()] + rng.choice(NUMBER_JUNK).encode() + out[match.end():]
+    return out
+
+
+def _splice_tail(data, rng):
+    # a restarted job appends to the same file: the output repeats a stretch of itself
+    start = rng.randrange(len(data) + 1)
+    return data[: rng.randrange(len(data) + 1)] + data[start:]
+
+
+MUTATIONS = (_truncate, _truncate, _flip_bytes, _printable_bytes, _lines, _lines, _numbers, _numbers, _splice_tail)
+
+
+def as_lines(data: bytes):
+    """Decode the way :func:`aiida_grimperium.parsers.raw.iter_lines` does, as a one-shot iterator."""
+    return iter(data.decode('utf-8', errors='replace').splitlines(keepends=True))
+
+
+def as_chunks(data: bytes, size: int = 4096):
+    return iter([data[i:i + size] for i in range(0, len(data), size)] or [b''])
+
+
+class Target:
+    """One parser entry point, how to feed it, and the real outputs it is fuzzed with."""
+
+    def __init__(self, name: str, code: str, call, seeds: list[pathlib.Path], feed: str = 'lines', check=True):
+        self.name, self.code, self.call, self.seeds, self.feed, self.check = name, code, call, seeds, feed, check
+
+    def run(self, data: bytes, scratch: pathlib.Path):
+        if self.feed == 'lines':
+            return self.call(as_lines(data))
+        if self.feed == 'chunks':
+            return self.call(as_chunks(data))
+        scratch.write_bytes(data)
+        return self.call(scratch)
+
+
+def check_result(target: Target, result, labels: set) -> None:
+    """The contract: a dict with an ``exit_label`` that is ``None`` or declared for the code."""
+    if not target.check:  # helper readers return their own value (or None), they only must not raise
+        return
+    assert isinstance(result, dict), type(result)
+    assert 'exit_label' in result, sorted(result)
+    assert result['exit_label'] is None or result['exit_label'] in labels, result['exit_label']
+
+
+@pytest.fixture(scope='module')
+def real_runs(tmp_path_factory):
+    """MOPAC and xtb outputs written by the real binaries (a closed-shell SP, an optimised radical; xtb
+    optimisation, unconverged SCC, fatal overlap)."""
+    for exe in ('mopac', 'xtb'):
+        if shutil.which(exe) is None:
+            pytest.fail(f'`{exe}` is not on PATH: run `bash scripts/setup.sh`')
+    base = tmp_path_factory.mktemp('fuzz-seeds')
+    (base / 'aiida.mop').write_text(MOPAC_JOBS)
+    subprocess.run(['mopac', 'aiida.mop'], cwd=base, check=True, capture_output=True, timeout=120)
+    env = {'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'}
+    for name, xyz, args in (('opt', WATER_XYZ, ['--opt', 'tight']), ('scc', WATER_XYZ, ['--iterations', '2']),
+                            ('fatal', OVERLAP_XYZ, [])):
+        folder = base / name
+        folder.mkdir()
+        (folder / 'aiida.xyz').write_text(xyz)
+        with open(folder / 'aiida.out', 'w') as out, open(folder / 'aiida.err', 'w') as err:
+            subprocess.run(['xtb', 'aiida.xyz', *args], cwd=folder, stdout=out, stderr=err, env=env, timeout=120)
+    assert 'FINAL HEAT OF FORMATION' in (base / 'aiida.out').read_text()
+    assert (base / 'opt' / 'xtbopt.xyz').is_file()
+    return base
+
+
+def targets(runs: pathlib.Path) -> list[Target]:
+    crest_runs = [FIXTURES / 'crest' / n for n in ('acetate', 'butane', 'ethanol', 'propanol')]
+    pw_runs = [FIXTURES / 'pw' / n for n in ('si_scf', 'h2o', 'si_relax', 'si_scf_not_converged', 'si_walltime')]
+    vasp_runs = [FIXTURES / 'vasp' / n for n in ('si-simple/outputs', 'elec-unconverged', 'unfinished')]
+    crystal_runs = [FIXTURES / 'crystal' / n / 'main.out' for n in ('mgo_sto3g_scf', 'mgo_sto3g_opt', 'failed_scf')]
+    return [
+        Target('mopac.parse_lines', 'mopac', mopac.parse_lines, [runs / 'aiida.out']),
+        Target('xtb.parse_lines', 'xtb', xtb.parse_lines, [runs / n / 'aiida.out' for n in ('opt', 'scc', 'fatal')]),
+        Target('xtb.parse_stderr', 'xtb', xtb.parse_stderr, [runs / n / 'aiida.err' for n in ('opt', 'scc', 'fatal')],
+               feed='path', check=False),
+        Target('xtb.read_xyz', 'xtb', xtb.read_xyz, [runs / 'opt' / 'xtbopt.xyz'], feed='path', check=False),
+        Target('crest.parse_lines', 'crest', crest.parse_lines,
+               [r / 'crest.out' for r in crest_runs] + [FIXTURES / 'crest' / 'fail_overlap' / 'crest.out']),
+        Target('crest.read_energies', 'crest', crest.read_energies, [r / 'crest.energies' for r in crest_runs],
+               feed='path', check=False),
+        Target('crest.read_frames', 'crest', crest.read_frames, [r / 'crest_conformers.xyz' for r in crest_runs],
+               feed='path', check=False),
+        Target('pw.parse_lines', 'pw', pw.parse_lines, [r / 'aiida.out' for r in pw_runs]
+               + [FIXTURES / 'pw' / 'o2_typo' / 'CRASH']),
+        Target('vasp.parse_lines', 'vasp', vasp.parse_lines,
+               [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')]),
+        Target('vasp_xml.parse_chunks', 'vasp', vasp_xml.parse_chunks, [r / 'vasprun.xml' for r in vasp_runs],
+               feed='chunks', check=False),
+        Target('vasp_outcar.parse_text_lines', 'vasp', vasp_outcar.parse_text_lines,
+               [r / n for r in vasp_runs for n in ('OUTCAR', 'vasp_output')], check=False),
+        Target('crystal.parse_lines', 'crystal', crystal.parse_lines, crystal_runs),
+    ]
+
+
+def fuzz(target: Target, cases: int, seed: int, scratch: pathlib.Path) -> tuple[int, list[str]]:
+    """Run ``cases`` mutations of ``target``'s seeds; return (cases run, tracebacks of the failures)."""
+    rng = random.Random(f'{seed}:{target.name}')
+    originals = [p.read_bytes() for p in target.seeds]
+    labels = set(table_for(target.code))
+    failures = []
+    for case in range(cases):
+        data = originals[case % len(originals)]
+        data = data if case < len(originals) else mutate(data, rng)  # the unmutated seeds run first
+        try:
+            check_result(target, target.run(data, scratch), labels)
+        except Exception:  # noqa: BLE001 - collect every escape, then fail once with the first few
+            failures.append(f'{target.name} case {case} (seed {seed}):\n{traceback.format_exc(limit=4)}')
+    return cases, failures
+
+
+def test_unmutated_seeds_parse_cleanly(real_runs, tmp_path):
+    """The seeds themselves are good outputs: the fuzz starts from files the parsers do read."""
+    assert mopac.parse_path(real_runs / 'aiida.out')['exit_label'] is None
+    assert xtb.parse_path(real_runs / 'opt')['exit_label'] is None
+    assert xtb.parse_path(real_runs / 'scc')['exit_label'] == 'ERROR_SCC_NOT_CONVERGED'
+    assert pw.parse_path(FIXTURES / 'pw' / 'si_scf')['exit_label'] is None
+    assert vasp.parse_path(FIXTURES / 'vasp' / 'si-simple' / 'outputs')['exit_label'] is None
+    assert crystal.parse_path(FIXTURES / 'crystal' / 'mgo_sto3g_scf')['exit_label'] is None
+    assert crest.parse_path(FIXTURES / 'crest' / 'butane')['exit_label'] is None
+
+
+def test_fuzz_every_raw_parser(real_runs, tmp_path):
+    totals, failures, timings = {}, [], {}
+    for target in targets(real_runs):
+        start = time.perf_counter()
+        count, errors = fuzz(target, CASES, SEED, tmp_path / 'case')
+        timings[target.name] = round(time.perf_counter() - start, 2)
+        totals[target.name] = count
+        failures += errors
+    report = {'seed': SEED, 'cases_per_target': CASES, 'cases': sum(totals.values()), 'per_target': totals,
+              'unhandled_exceptions': len(failures), 'seconds': timings}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / 'fuzz.json').write_text(json.dumps(report, indent=2) + '\n')
+    print(f"fuzz: {report['cases']} cases over {len(totals)} entry points, {len(failures)} unhandled exceptions")
+    assert not failures, f'{len(failures)} exceptions escaped:\n' + '\n'.join(failures[:5])
