@@ -85,7 +85,13 @@ class Molecule(pydantic.BaseModel):
     def _not_empty(cls, value, info):
         if value is None or not str(value).strip():
             raise ValueError(f'{info.field_name} is empty')
-        return str(value).strip()
+        value = str(value).strip()
+        if any(not ch.isprintable() for ch in value):
+            raise ValueError(f'{info.field_name} must not contain control characters: {value!r}')
+        # RDKit stops reading a SMILES at the first blank, so `C $(cmd)` would pass as methane: refuse instead
+        if info.field_name == 'smiles' and any(ch.isspace() for ch in value):
+            raise ValueError(f'a SMILES has no blanks: {value!r}')
+        return value
 
     @pydantic.field_validator('charge', mode='before')
     @classmethod
