@@ -31,6 +31,8 @@ COMMON = make_table(
     ExitCodeSpec(311, 'ERROR_OUTPUT_PARSE', 'The main output file could not be parsed.'),
     ExitCodeSpec(312, 'ERROR_OUTPUT_INCOMPLETE', 'The main output file is incomplete: the run did not end.'),
     ExitCodeSpec(400, 'ERROR_OUT_OF_WALLTIME', 'The calculation stopped because it ran out of walltime.'),
+    ExitCodeSpec(401, 'ERROR_SCHEDULER_CANCELLED',
+                 'The scheduler cancelled the job (scancel, preemption) before the code finished.'),
 )
 
 def table_for(code: str) -> dict[str, ExitCodeSpec]:

@@ -1,5 +1,12 @@
-"""The :class:`ConformerToDftWorkChain` builder of one campaign molecule, from the campaign's settings."""
+"""The :class:`ConformerToDftWorkChain` builder of one campaign molecule, from the campaign's settings.
+
+Every job's ``metadata.options`` start from its code's protocol (``protocols/<code>.yaml``: resources and
+walltime) and get the campaign's ``scheduler`` settings on top (see :func:`scheduler_options`), so that
+``grimperium campaign run ... --queue debug --walltime 2:00:00 --cores 4`` reaches every xtb, MOPAC and DFT job.
+"""
 from __future__ import annotations
+
+import copy
 
 from aiida import orm
 
@@ -28,9 +35,38 @@ def load_codes(settings: dict) -> dict[str, orm.AbstractCode]:
     return codes
 
 
+#: Campaign ``scheduler`` settings → AiiDA ``metadata.options`` (``cores`` and ``memory_mb`` are converted below).
+SCHEDULER_KEYS = {'queue': 'queue_name', 'account': 'account', 'qos': 'qos', 'walltime': 'max_wallclock_seconds'}
+#: One process per job (the codes are serial or threaded), as the protocols say.
+SERIAL_RESOURCES = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+
+
 def scheduler_options(settings: dict, base: dict) -> dict:
-    """``metadata.options`` from a protocol's ``base`` with the campaign's scheduler overrides on top."""
-    return {**base, **{k: v for k, v in settings.get('scheduler', {}).items() if v is not None}}
+    """``metadata.options``: a protocol's ``base`` with the campaign's scheduler overrides on top.
+
+    ``settings['scheduler']`` may hold ``queue`` (SLURM partition), ``account``, ``qos``, ``walltime`` (seconds),
+    ``cores`` (threads of the one process: ``--cpus-per-task`` and ``OMP_NUM_THREADS``) and ``memory_mb``
+    (``--mem``); ``None`` means "as the protocol says". Any other key is taken as an AiiDA option name as it is.
+    """
+    options = copy.deepcopy(base)
+    for key, value in (settings.get('scheduler') or {}).items():
+        if value is None:
+            continue
+        if key == 'cores':
+            options['resources'] = {**options.get('resources', SERIAL_RESOURCES), 'num_cores_per_mpiproc': int(value)}
+            options['environment_variables'] = {**options.get('environment_variables', {}),
+                                                'OMP_NUM_THREADS': str(int(value))}
+        elif key == 'memory_mb':
+            options['max_memory_kb'] = int(value) * 1024
+        elif key == 'walltime':
+            options['max_wallclock_seconds'] = int(value)
+        else:
+            options[SCHEDULER_KEYS.get(key, key)] = value
+    return options
+
+
+def has_scheduler_overrides(settings: dict) -> bool:
+    return any(value is not None for value in (settings.get('scheduler') or {}).values())
 
 
 def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = None):
@@ -49,9 +85,8 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
     if 'crest' in codes:
         builder.conformers.crest_code = codes['crest']
     builder.conformers.num_conformers = orm.Int(int(settings['num_conformers']))
-    if settings.get('scheduler'):
-        builder.conformers.options = orm.Dict(scheduler_options(settings, {
-            'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}))
+    xtb = get_protocol_inputs('xtb', 'balanced')  # the conformer search runs xtb with these options
+    builder.conformers.options = orm.Dict(scheduler_options(settings, xtb['xtb']['metadata']['options']))
 
     mopac = get_protocol_inputs('mopac', 'balanced')
     builder.mopac.max_iterations = orm.Int(mopac['max_iterations'])
@@ -62,7 +97,6 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
     if settings.get('dft'):
         builder.dft.code = codes[settings['dft']]
         builder.dft.protocol = orm.Str(settings['protocol'])
-        if settings.get('scheduler'):
-            builder.dft.options = orm.Dict(scheduler_options(settings, {
-                'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}))
+        if has_scheduler_overrides(settings):  # else the DFT code's own protocol decides
+            builder.dft.options = orm.Dict(scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
     return builder

@@ -14,6 +14,53 @@ STAGE_LABELS = ('selected', 'pre-optimisation', 'conformer search', 'MOPAC', 'do
 STAGE_REACHED = {'selected': 1, 'preoptimization': 2, 'conformer_search': 3, 'mopac': 4, 'dft': 4, 'done': 5}
 
 
+class Walltime(click.ParamType):
+    """A walltime as seconds (``3600``), SLURM's ``[D-]HH:MM:SS`` / ``MM:SS``, or ``90m`` / ``2h`` / ``1d``."""
+
+    name = 'walltime'
+    UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        try:
+            if text[-1:] in self.UNITS:
+                seconds = float(text[:-1]) * self.UNITS[text[-1]]
+            elif ':' in text:
+                days, _, clock = text.rpartition('-')
+                parts = [int(p) for p in clock.split(':')]
+                if len(parts) > 3:
+                    raise ValueError
+                seconds = sum(p * 60 ** k for k, p in enumerate(reversed(parts))) + int(days or 0) * 86400
+            else:
+                seconds = float(text)
+        except ValueError:
+            self.fail(f'`{value}` is not a walltime: use seconds, [D-]HH:MM:SS, MM:SS or 90m / 2h / 1d', param, ctx)
+        if seconds <= 0:
+            self.fail(f'the walltime must be positive, not `{value}`', param, ctx)
+        return int(round(seconds))
+
+
+def scheduler_options(function):
+    """Per-campaign scheduler overrides of every job; unset ones come from the codes' protocols."""
+    options = [
+        click.option('--computer', 'computer', default=None,
+                     help='Computer of the codes (e.g. `slurm` from `grimperium setup-slurm`): codes default to '
+                          'NAME@COMPUTER; --code still wins.'),
+        click.option('--queue', default=None, help='Scheduler queue / SLURM partition of every job.'),
+        click.option('--account', default=None, help='Scheduler account (project) charged for every job.'),
+        click.option('--walltime', type=Walltime(), default=None,
+                     help='Walltime of every job: seconds, [D-]HH:MM:SS or 90m/2h (default: the protocol\'s).'),
+        click.option('--cores', type=click.IntRange(1), default=None,
+                     help='Cores (threads) of every job: --cpus-per-task and OMP_NUM_THREADS.'),
+        click.option('--memory', 'memory_mb', type=click.IntRange(1), default=None, help='Memory of every job in MB (--mem).'),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def strictness_option(function):
     return click.option('--strict/--permissive', default=True, show_default=True,
                         help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped.')(function)
@@ -35,6 +82,7 @@ def campaign_options(function):
                      help='Throttle: at most this many molecules running at once.'),
         click.option('--code', 'code_labels', multiple=True, metavar='NAME=LABEL',
                      help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
+        scheduler_options,
         strictness_option,
         click.option('--dry-run', is_flag=True, help='Validate and show what would be submitted; submit nothing.'),
     ]
@@ -79,17 +127,21 @@ def cmd_campaign():
     """Run CSV campaigns: one ConformerToDftWorkChain per molecule, one group per campaign."""
 
 
-def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_labels) -> dict:
+def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_labels, computer=None, queue=None,
+              account=None, walltime=None, cores=None, memory_mb=None) -> dict:
     from ..campaign.store import DEFAULT_SETTINGS
 
     codes = dict(DEFAULT_SETTINGS['codes'])
+    if computer:
+        codes = {name: f'{label.partition("@")[0]}@{computer}' for name, label in codes.items()}
     for item in code_labels:
         name, _, label = item.partition('=')
         if name not in codes or not label:
             raise click.BadParameter(f'`{item}`: use NAME=LABEL with NAME one of {", ".join(codes)}', param_hint='--code')
         codes[name] = label
+    scheduler = {'queue': queue, 'account': account, 'walltime': walltime, 'cores': cores, 'memory_mb': memory_mb}
     return {'engine': engine, 'top_n': top_n, 'num_conformers': num_conformers, 'dft': dft, 'protocol': protocol,
-            'max_reruns': max_reruns, 'codes': codes}
+            'max_reruns': max_reruns, 'codes': codes, 'scheduler': scheduler}
 
 
 def _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args):

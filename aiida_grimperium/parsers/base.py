@@ -2,10 +2,16 @@
 
 A parser here does three things only: find the retrieved output, call the code's raw parser (which never
 raises), and turn the raw dict into nodes plus an exit code from :mod:`aiida_grimperium.exit_codes`.
+
+A job the scheduler stopped (walltime, ``scancel``) leaves an incomplete or missing output; :meth:`exit_for`
+then answers with what happened to the job instead of "output incomplete", so that restart handlers can act:
+``ERROR_OUT_OF_WALLTIME`` (400) for a walltime kill, ``ERROR_SCHEDULER_CANCELLED`` (401) for a cancellation.
 """
 from __future__ import annotations
 
+import math
 import pathlib
+import re
 import shutil
 import tempfile
 
@@ -15,6 +21,14 @@ from aiida.parsers import Parser
 
 from ..exit_codes import resolve
 
+#: What a job killed before the code's end leaves behind: the raw parsers' verdicts for a cut output.
+INCOMPLETE_LABELS = frozenset({'ERROR_OUTPUT_MISSING', 'ERROR_OUTPUT_READ', 'ERROR_OUTPUT_PARSE', 'ERROR_OUTPUT_INCOMPLETE'})
+#: slurmstepd's line in the job's stderr, e.g. ``*** JOB 12 ON node CANCELLED AT 2026-01-01T10:00:00 ***``
+#: (``... DUE TO TIME LIMIT ***`` for a walltime kill). AiiDA's own check only looks at the first line.
+SLURM_CANCELLED = re.compile(r'\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+(?P<walltime> DUE TO TIME LIMIT)?', re.IGNORECASE)
+#: AiiDA's scheduler exit codes (set on the node before the parser runs) meaning "killed at the walltime".
+SCHEDULER_WALLTIME_STATUSES = (120,)
+
 
 class GrimperiumParser(Parser):
     """Helpers shared by the package's parsers; subclasses implement :meth:`parse`."""
@@ -23,11 +37,41 @@ class GrimperiumParser(Parser):
     CODE = ''
 
     def exit_for(self, label: str | None) -> ExitCode:
-        """The CalcJob's exit code for a raw parser's ``exit_label`` (``ExitCode(0)`` for ``None``)."""
+        """The CalcJob's exit code for a raw parser's ``exit_label`` (``ExitCode(0)`` for ``None``).
+
+        An output cut short (missing, unreadable, incomplete) of a job the scheduler stopped becomes the
+        scheduler's verdict (:meth:`scheduler_verdict`); every other label is returned as it is.
+        """
         if label is None:
             return ExitCode(0)
+        if label in INCOMPLETE_LABELS:
+            verdict = self.scheduler_verdict()
+            if verdict is not None:
+                return verdict
         status, label = resolve(self.CODE, label)
         return self.exit_codes[label]
+
+    def scheduler_verdict(self) -> ExitCode | None:
+        """``ERROR_OUT_OF_WALLTIME`` or ``ERROR_SCHEDULER_CANCELLED`` when the scheduler stopped the job, else ``None``.
+
+        Read from the exit status AiiDA's scheduler plugin already set on the node (120, from ``sacct`` or the first
+        line of the scheduler's stderr) and from slurmstepd's ``CANCELLED AT`` line anywhere in that stderr.
+        """
+        if self.node.exit_status in SCHEDULER_WALLTIME_STATUSES:
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME
+        match = SLURM_CANCELLED.search(self.scheduler_stderr())
+        if match is None:
+            return None
+        if match.group('walltime'):
+            return self.exit_codes.ERROR_OUT_OF_WALLTIME
+        return self.exit_codes.ERROR_SCHEDULER_CANCELLED  # scancel, preemption: recoverable by resubmitting
+
+    def scheduler_stderr(self) -> str:
+        """The scheduler's stderr file of the job as retrieved ('' when there is none)."""
+        name = self.node.get_option('scheduler_stderr')
+        if not name or name not in self.retrieved_names():
+            return ''
+        return self.retrieved.base.repository.get_object_content(name, mode='r')
 
     def retrieved_names(self) -> list[str]:
         return self.retrieved.base.repository.list_object_names()
@@ -49,5 +93,21 @@ class GrimperiumParser(Parser):
 
     @staticmethod
     def dict_node(data: dict) -> orm.Dict:
-        """A ``Dict`` of the JSON-safe part of ``data`` (``None`` values dropped: they cannot be queried)."""
-        return orm.Dict({k: v for k, v in data.items() if v is not None})
+        """A ``Dict`` of the JSON-safe part of ``data``.
+
+        ``None`` values are dropped (they cannot be queried), and so are NaN and infinities, which a damaged
+        output can produce (``1e999``) and which ``Dict`` refuses to store: the parser must return its exit
+        code, not crash on them.
+        """
+        return orm.Dict({k: v for k, v in ((k, _finite(v)) for k, v in data.items()) if v is not None})
+
+
+def _finite(value):
+    """``value`` with every non-finite float (at any depth) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

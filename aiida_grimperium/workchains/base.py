@@ -6,7 +6,11 @@ A code's workchain sets :attr:`_process_class` and :attr:`_inputs_namespace`, th
 from __future__ import annotations
 
 from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, while_
+from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, process_handler, while_
+
+from ..exit_codes import COMMON
+
+CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
 
 class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
@@ -34,3 +38,10 @@ class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
     def setup(self):
         super().setup()
         self.ctx.inputs = AttributeDict(self.exposed_inputs(self._process_class, self._inputs_namespace))
+
+    @process_handler(priority=100, exit_codes=[ExitCode(CANCELLED.status, CANCELLED.label)])
+    def handle_scheduler_cancelled(self, calculation):
+        """Cancelled from outside (``scancel``, preemption): nothing is wrong with the inputs, so resubmit them."""
+        self.report(f'{calculation.process_label}<{calculation.pk}> was cancelled by the scheduler (job '
+                    f'{calculation.get_job_id()}): resubmitting it unchanged')
+        return ProcessHandlerReport(do_break=True)

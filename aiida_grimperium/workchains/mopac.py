@@ -7,36 +7,23 @@ and says in the report what it changed:
   twice the cycles (420) or twice the time (400).
 * 410 SCF not converged: first allow many more SCF iterations and add a level shift (``SHIFT=20``); then also
   switch on Pulay's converger (``PULAY``).
+* 401 the scheduler cancelled the job (``scancel``, preemption): resubmit from the last geometry, unchanged.
 """
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.mopac import MopacCalculation
 from ..protocols import get_protocol_inputs
+from .base import GrimperiumBaseRestartWorkChain
 
 
-class MopacBaseWorkChain(BaseRestartWorkChain):
+class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
     """Run a :class:`MopacCalculation`, restarting it when a recoverable error comes back."""
 
     _process_class = MopacCalculation
-
-    @classmethod
-    def define(cls, spec):
-        super().define(spec)
-        spec.expose_inputs(MopacCalculation, namespace='mopac')
-        spec.expose_outputs(MopacCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(
-                cls.run_process,
-                cls.inspect_process,
-            ),
-            cls.results,
-        )
-        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='The calculation failed with an unrecoverable error.')
+    _inputs_namespace = 'mopac'
 
     @classmethod
     def get_builder_from_protocol(cls, code, structure=None, protocol=None, overrides=None, *, ensemble=None,
@@ -59,10 +46,6 @@ class MopacBaseWorkChain(BaseRestartWorkChain):
         builder.mopac.parameters = orm.Dict(parameters)
         builder.mopac.metadata.options = inputs['mopac']['metadata']['options']
         return builder
-
-    def setup(self):
-        super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(MopacCalculation, 'mopac'))
 
     def parameters(self) -> dict:
         return self.ctx.inputs.parameters.get_dict() if 'parameters' in self.ctx.inputs else {}
@@ -106,6 +89,14 @@ class MopacBaseWorkChain(BaseRestartWorkChain):
         self.restart_from_last_geometry(calculation)
         self.report(f'{calculation.process_label}<{calculation.pk}> ran out of time: restarting from its last '
                     'geometry with twice the time')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=575, exit_codes=[MopacCalculation.exit_codes.ERROR_SCHEDULER_CANCELLED])
+    def handle_scheduler_cancelled(self, calculation):
+        """Cancelled from outside (scancel, preemption): nothing is wrong with the inputs, so resubmit them."""
+        self.restart_from_last_geometry(calculation)
+        self.report(f'{calculation.process_label}<{calculation.pk}> was cancelled by the scheduler (job '
+                    f'{calculation.get_job_id()}): resubmitting from its last geometry')
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=570, exit_codes=[MopacCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])

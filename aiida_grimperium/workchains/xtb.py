@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
+from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.xtb import XtbCalculation
 from ..protocols import get_protocol_inputs
+from .base import GrimperiumBaseRestartWorkChain
 
 #: xtb's default SCC iteration limit (6.x), the starting point when a restart raises it.
 DEFAULT_SCC_ITERATIONS = 250
@@ -14,22 +14,11 @@ DEFAULT_SCC_ITERATIONS = 250
 SMEARED_ETEMP = 1000.0
 
 
-class XtbBaseWorkChain(BaseRestartWorkChain):
+class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
     """Run an :class:`XtbCalculation`, restarting it on SCC and optimisation convergence failures."""
 
     _process_class = XtbCalculation
-
-    @classmethod
-    def define(cls, spec):
-        super().define(spec)
-        spec.expose_inputs(XtbCalculation, namespace='xtb')
-        spec.expose_outputs(XtbCalculation)
-        spec.outline(
-            cls.setup,
-            while_(cls.should_run_process)(cls.run_process, cls.inspect_process),
-            cls.results,
-        )
-        spec.exit_code(300, 'ERROR_UNRECOVERABLE_FAILURE', message='xtb stopped with an error that a restart cannot fix.')
+    _inputs_namespace = 'xtb'
 
     @classmethod
     def get_protocol_filepath(cls):
@@ -58,10 +47,6 @@ class XtbBaseWorkChain(BaseRestartWorkChain):
         builder.max_iterations = orm.Int(inputs['max_iterations'])
         builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         return builder
-
-    def setup(self):
-        super().setup()
-        self.ctx.inputs = AttributeDict(self.exposed_inputs(XtbCalculation, 'xtb'))
 
     def _parameters(self) -> dict:
         return self.ctx.inputs.parameters.get_dict() if 'parameters' in self.ctx.inputs else {}
@@ -105,4 +90,14 @@ class XtbBaseWorkChain(BaseRestartWorkChain):
             where = 'the same geometries'
         cycles = f' with {params["cycles"]} cycles' if 'cycles' in params else ''
         self.report(f'{calculation.process_label}<{calculation.pk}>: optimisation not converged; restarting from {where}{cycles}')
+        return ProcessHandlerReport(True)
+
+    @process_handler(priority=300, exit_codes=[XtbCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
+    def handle_scheduler_killed(self, calculation):
+        """The scheduler killed the job at its walltime: resubmit it with twice the walltime."""
+        options = self.ctx.inputs.get('metadata', {}).get('options', {})
+        if options.get('max_wallclock_seconds'):
+            options['max_wallclock_seconds'] = 2 * int(options['max_wallclock_seconds'])
+        self.report(f'{calculation.process_label}<{calculation.pk}> (job {calculation.get_job_id()}) ran out of '
+                    f'walltime: resubmitting with {options.get("max_wallclock_seconds")} s')
         return ProcessHandlerReport(True)
