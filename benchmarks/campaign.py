@@ -1,0 +1,209 @@
+"""Campaign throughput: the same molecules through a plain Python loop and through `grimperium campaign run`.
+
+(a) **plain loop** (the seed's way): one molecule after the other, no AiiDA profile, process or database. For
+    each: RDKit ETKDG conformers (``--num-conformers``, the package's seed) → ``xtb --gfn 2 --opt tight`` on every
+    conformer, one after the other (the command line of ``calculations/xtb.py`` with ``--parallel 2`` and
+    ``OMP_NUM_THREADS=2``: xtb uses both cores through its threads) → energy window 6 kcal/mol and heavy-atom RMSD
+    0.125 Å de-duplication (the package's defaults; its plain-Python helpers, so both sides do the same chemistry)
+    → one ``mopac`` input with the 3 lowest conformers, keywords of the MOPAC protocol ``balanced`` that
+    ``campaign/builders.py`` uses (PM7, optimisation). MOPAC (OpenMP + OpenBLAS) uses both cores itself.
+(b) ``grimperium campaign run CSV --group ... --workers 2`` on a fresh throw-away profile (own ``AIIDA_PATH``,
+    ``core.sqlite_dos`` + ZeroMQ, codes registered by ``grimperium setup``): the wall time of the command,
+    daemon start to the last molecule finished.
+
+The jobs' own run time is measured inside every job script (the computer's prepend/append text writes the CPU
+time, user + system, of the job's processes — bash ``times`` — next to the outputs): the work the codes did,
+whatever the number of jobs sharing the cores. Last line::
+
+    campaign_ratio=<b / a> overhead_s_per_molecule=<(b - sum(job CPU) / workers) / N> grimperium_s=<b> plain_s=<a>
+
+Usage: ``python benchmarks/campaign.py`` (20 drug-sized molecules, about 15 min); ``--small`` (20 molecules
+of 1-6 heavy atoms, about 2 min); ``--molecules N`` takes the first N of the list; ``--quick`` is 4 molecules.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from export import BENCH_AIIDA_PATH, bench_env, bench_profile  # noqa: E402
+
+#: 12-30 heavy atoms. (Paracetamol, 11 heavy atoms, is below the range: phenacetin, its ethyl ether, stands in.)
+DRUGS = {
+    'ibuprofen': 'CC(C)Cc1ccc(cc1)C(C)C(=O)O', 'caffeine': 'Cn1cnc2c1c(=O)n(C)c(=O)n2C',
+    'melatonin': 'COc1ccc2[nH]cc(CCNC(C)=O)c2c1', 'aspirin': 'CC(=O)Oc1ccccc1C(=O)O',
+    'phenacetin': 'CCOc1ccc(NC(C)=O)cc1', 'naproxen': 'COc1ccc2cc(ccc2c1)C(C)C(=O)O',
+    'lidocaine': 'CCN(CC)CC(=O)Nc1c(C)cccc1C', 'nicotine': 'CN1CCCC1c1cccnc1',
+    'theophylline': 'Cn1c2nc[nH]c2c(=O)n(C)c1=O', 'benzocaine': 'CCOC(=O)c1ccc(N)cc1',
+    'procaine': 'CCN(CC)CCOC(=O)c1ccc(N)cc1', 'diphenhydramine': 'CN(C)CCOC(c1ccccc1)c1ccccc1',
+    'salbutamol': 'CC(C)(C)NCC(O)c1ccc(O)c(CO)c1', 'ketoprofen': 'CC(C(=O)O)c1cccc(c1)C(=O)c1ccccc1',
+    'fluoxetine': 'CNCCC(Oc1ccc(cc1)C(F)(F)F)c1ccccc1', 'diazepam': 'CN1C(=O)CN=C(c2ccccc2)c2cc(Cl)ccc21',
+    'carbamazepine': 'NC(=O)N1c2ccccc2C=Cc2ccccc21', 'propranolol': 'CC(C)NCC(O)COc1cccc2ccccc12',
+    'atenolol': 'CC(C)NCC(O)COc1ccc(CC(N)=O)cc1', 'tramadol': 'COc1cccc(c1)C1(O)CCCCC1CN(C)C',
+}
+#: 1-6 heavy atoms: the plain loop needs well under a second per molecule, so overhead dominates.
+SMALL = {
+    'water': 'O', 'methane': 'C', 'ammonia': 'N', 'methanol': 'CO', 'ethane': 'CC', 'formaldehyde': 'C=O',
+    'methylamine': 'CN', 'ethanol': 'CCO', 'propane': 'CCC', 'dimethyl_ether': 'COC', 'acetonitrile': 'CC#N',
+    'acetone': 'CC(C)=O', 'acetic_acid': 'CC(=O)O', 'n-butane': 'CCCC', 'isobutane': 'CC(C)C', 'propanol': 'CCCO',
+    'n-pentane': 'CCCCC', 'diethyl_ether': 'CCOCC', 'benzene': 'c1ccccc1', 'pyridine': 'c1ccncc1',
+}
+WORKERS = 2
+#: Written into every job script of the benchmark computer: the job's CPU time (bash `times`, children).
+PREPEND = 'GRIMPERIUM_BENCH_T0=$(date +%s.%N)'
+APPEND = 'times > .bench_times; echo "$GRIMPERIUM_BENCH_T0 $(date +%s.%N)" > .bench_wall'
+
+
+def heavy_atoms(smiles: str) -> int:
+    from rdkit import Chem
+
+    return Chem.MolFromSmiles(smiles).GetNumHeavyAtoms()
+
+
+# ------------------------------------------------------------------------------------------------ (a) plain loop
+
+
+def plain_molecule(smiles: str, workdir: pathlib.Path, num_conformers: int, top_n: int) -> tuple[float, int]:
+    """One molecule the seed's way; returns the lowest PM7 heat of formation and the number of conformers."""
+    import numpy as np
+
+    from aiida_grimperium.chemistry import HARTREE_TO_KCAL_MOL, xyz_text
+    from aiida_grimperium.ensembles import embed_conformers, unique_indices, window_indices
+    from aiida_grimperium.parsers.raw.mopac import parse_path
+    from aiida_grimperium.protocols import get_protocol_inputs
+
+    workdir.mkdir(parents=True)
+    symbols, frames = embed_conformers(smiles, num_conformers, 61453)  # ConformerSearchWorkChain's default seed
+    env = {**os.environ, 'OMP_NUM_THREADS': '2'}
+    energies, optimised = [], []
+    for k, frame in enumerate(frames):
+        name = f'conf{k + 1:04d}'
+        (workdir / f'{name}.xyz').write_text(xyz_text(symbols, frame, name))
+        with open(workdir / f'{name}.out', 'w') as out, open(workdir / f'{name}.err', 'w') as err:
+            subprocess.run(['xtb', f'{name}.xyz', '--gfn', '2', '--opt', 'tight', '--chrg', '0', '--uhf', '0',
+                            '--parallel', '2', '--namespace', name], cwd=workdir, stdout=out, stderr=err, env=env)
+        lines = (workdir / f'{name}.xtbopt.xyz').read_text().splitlines()
+        energies.append(float(lines[1].split()[1]))
+        optimised.append([[float(x) for x in line.split()[1:4]] for line in lines[2:2 + len(symbols)]])
+    order = np.argsort(energies, kind='stable')
+    energies, optimised = np.asarray(energies)[order], np.asarray(optimised)[order]
+    kept = window_indices(energies, 6.0)
+    kept = [kept[i] for i in unique_indices(symbols, optimised[kept], 0.125)][:top_n]
+    assert (energies[kept] - energies[0]).max() * HARTREE_TO_KCAL_MOL <= 6.0 + 1e-6
+    protocol = get_protocol_inputs('mopac', 'balanced')['mopac']['parameters']
+    keywords = ' '.join([protocol['method'], 'CHARGE=0', *protocol['keywords']])  # task optimisation: no 1SCF
+    flag = 1 if protocol['task'] == 'optimization' else 0
+    jobs = []
+    for k in kept:
+        atoms = '\n'.join(f'{s:<2} {x:.8f} {flag} {y:.8f} {flag} {z:.8f} {flag}' for s, (x, y, z) in zip(symbols, optimised[k]))
+        jobs.append(f'{keywords}\ngeometry {len(jobs) + 1} of {len(kept)}\n\n{atoms}\n\n')
+    (workdir / 'aiida.mop').write_text(''.join(jobs))
+    subprocess.run(['mopac', 'aiida.mop'], cwd=workdir, capture_output=True, env={**os.environ})
+    result = parse_path(workdir / 'aiida.out')
+    return result['lowest_heat_of_formation_kcal_mol'], len(kept)
+
+
+def plain_loop(molecules: dict, num_conformers: int, top_n: int) -> tuple[float, dict]:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix='grimperium-plain-') as tmp:
+        start = time.perf_counter()
+        for mol_id, smiles in molecules.items():
+            t0 = time.perf_counter()
+            results[mol_id] = plain_molecule(smiles, pathlib.Path(tmp) / mol_id, num_conformers, top_n)
+            print(f'  plain {mol_id:<16} {time.perf_counter() - t0:6.1f} s  HOF {results[mol_id][0]:9.3f} kcal/mol', flush=True)
+        return time.perf_counter() - start, results
+
+
+# ------------------------------------------------------------------------------------------------ (b) grimperium
+
+
+def grimperium(*args, check=True, **kwargs):
+    return subprocess.run(['grimperium', '-p', PROFILE, *map(str, args)], env=bench_env(), check=check,
+                          capture_output=True, text=True, **kwargs)
+
+
+def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int) -> tuple[float, float, float, dict]:
+    """Fresh profile, codes, the benchmark's timing lines on localhost; then `grimperium campaign run`, timed."""
+    bench_profile(PROFILE, fresh=True)
+    from aiida import orm
+
+    computer = orm.load_computer('localhost')
+    computer.set_prepend_text(PREPEND)
+    computer.set_append_text(APPEND)
+    grimperium('setup')
+    csv_path = BENCH_AIIDA_PATH.parent / 'campaign.csv'
+    with open(csv_path, 'w', newline='') as handle:
+        writer = csv.writer(handle)
+        writer.writerow(['mol_id', 'smiles', 'charge', 'multiplicity', 'nheavy'])
+        for mol_id, smiles in molecules.items():
+            writer.writerow([mol_id, smiles, 0, 1, heavy_atoms(smiles)])
+    start = time.perf_counter()
+    run = grimperium('campaign', 'run', csv_path, '--group', 'bench', '--num-conformers', num_conformers,
+                     '--top-n', top_n, '--workers', WORKERS, '--max-active', max_active, check=False)
+    wall = time.perf_counter() - start
+    subprocess.run([sys.executable, '-m', 'aiida', '-p', PROFILE, 'daemon', 'stop'], env=bench_env(), capture_output=True)
+    if run.returncode:
+        sys.exit(f'campaign run failed:\n{run.stdout}\n{run.stderr}')
+    cpu, job_wall, jobs = 0.0, 0.0, 0
+    for calc in orm.QueryBuilder().append(orm.CalcJobNode).all(flat=True):
+        folder = pathlib.Path(calc.outputs.remote_folder.get_remote_path())
+        user_sys = (folder / '.bench_times').read_text().split()[2:4]  # second line: the children's user and sys
+        cpu += sum(float(t.rstrip('s').split('m')[0]) * 60 + float(t.rstrip('s').split('m')[1]) for t in user_sys)
+        t0, t1 = map(float, (folder / '.bench_wall').read_text().split())
+        job_wall += t1 - t0
+        jobs += 1
+    export = BENCH_AIIDA_PATH.parent / 'campaign-export.csv'
+    grimperium('export', 'bench', '-o', export)
+    with open(export) as handle:
+        rows = {row['mol_id']: row for row in csv.DictReader(handle)}
+    processes = orm.QueryBuilder().append(orm.ProcessNode).count()
+    print(f'  grimperium: {len(rows)} molecules, {jobs} jobs, {processes} processes '
+          f'({processes / len(molecules):.1f} per molecule); job CPU {cpu:.1f} s, job wall {job_wall:.1f} s')
+    return wall, cpu, job_wall, rows
+
+
+PROFILE = 'grimperium-bench-campaign'
+
+
+def main(argv=None) -> None:
+    cli = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    cli.add_argument('--molecules', type=int, default=20, help='the first N molecules of the list')
+    cli.add_argument('--small', action='store_true', help='20 small molecules (1-6 heavy atoms) instead of drugs')
+    cli.add_argument('--quick', action='store_true', help='4 molecules')
+    cli.add_argument('--num-conformers', type=int, default=10)
+    cli.add_argument('--top-n', type=int, default=3)
+    cli.add_argument('--max-active', type=int, default=20, help="`campaign run`'s throttle (its default)")
+    args = cli.parse_args(argv)
+    for executable in ('xtb', 'mopac', 'grimperium'):
+        if shutil.which(executable) is None:
+            sys.exit(f'`{executable}` is not on PATH: run `bash scripts/setup.sh`')
+    os.environ.pop('OMP_NUM_THREADS', None)  # both sides: the codes choose their threads as on a user's machine
+    pool = SMALL if args.small else DRUGS
+    n = 4 if args.quick else args.molecules
+    molecules = dict(list(pool.items())[:n])
+    sizes = [heavy_atoms(s) for s in molecules.values()]
+    print(f'{len(molecules)} molecules, {min(sizes)}-{max(sizes)} heavy atoms, {args.num_conformers} conformers, '
+          f'top {args.top_n}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start')
+
+    plain_s, plain = plain_loop(molecules, args.num_conformers, args.top_n)
+    print(f'(a) plain loop: {plain_s:.1f} s ({plain_s / len(molecules):.2f} s per molecule)', flush=True)
+    grimperium_s, cpu, job_wall, rows = campaign(molecules, args.num_conformers, args.top_n, args.max_active)
+    print(f'(b) grimperium campaign run: {grimperium_s:.1f} s ({grimperium_s / len(molecules):.2f} s per molecule); '
+          f'load average {os.getloadavg()[0]:.2f} at the end')
+    worst = max(abs(float(rows[m]['most_stable_hof']) - plain[m][0]) for m in molecules)
+    failed = [m for m in molecules if rows[m]['status'] != 'OK']
+    print(f'lowest PM7 HOF, campaign vs plain loop: max |difference| {worst:.3f} kcal/mol; failed: {failed or "none"}')
+    overhead = (grimperium_s - cpu / WORKERS) / len(molecules)
+    print(f'campaign_ratio={grimperium_s / plain_s:.2f} overhead_s_per_molecule={overhead:.2f} '
+          f'grimperium_s={grimperium_s:.1f} plain_s={plain_s:.1f}')
+
+
+if __name__ == '__main__':
+    main()
