@@ -12,9 +12,9 @@ jobs named ``aiida-<pk>`` (kept by slurmctld for MinJobAge = 600 s) are counted 
 from __future__ import annotations
 
 import collections
-import pathlib
 import json
 import os
+import pathlib
 import re
 import signal
 import time
