@@ -26,6 +26,7 @@ import pytest
 
 from aiida_grimperium.exit_codes import table_for
 from aiida_grimperium.parsers.raw import crest, crystal, mopac, pw, vasp, vasp_outcar, vasp_xml, xtb
+from test_mopac_raw import JOBS
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 RESULTS = pathlib.Path(__file__).parent.parent / 'benchmarks' / 'results'
@@ -37,20 +38,7 @@ NUMBER_JUNK = ['*******', '1e999', '-1e999', 'nan', 'NaN', 'inf', '-Infinity', '
                '1.2.3', '0', '-0', '', '1e-400', 'E+05', '--1', '0x1F', '½']
 NUMBER = re.compile(rb'[-+]?\d+\.?\d*(?:[eEdD][-+]?\d+)?')
 
-MOPAC_JOBS = """PM7 1SCF CHARGE=0
-water
-
-O  0.000000 0  0.000000 0  0.117790 0
-H  0.000000 0  0.755453 0 -0.471161 0
-H  0.000000 0 -0.755453 0 -0.471161 0
-
-PM7 CHARGE=0 DOUBLET
-hydroxyl radical
-
-O  0.000000 1  0.000000 1  0.000000 1
-H  0.000000 1  0.000000 1  0.980000 1
-
-"""
+MOPAC_JOBS = JOBS  # the three-job MOPAC input of test_mopac_raw: closed shell, radical, anion
 WATER_XYZ = '3\nwater\nO 0.0 0.0 0.1\nH 0.0 0.76 -0.45\nH 0.0 -0.76 -0.45\n'
 OVERLAP_XYZ = '3\noverlap\nO 0.0 0.0 0.0\nH 0.0 0.0 0.0\nH 0.0 0.0 0.1\n'
 
