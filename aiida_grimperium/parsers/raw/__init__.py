@@ -25,6 +25,14 @@ def to_float(text: str) -> float:
     return float(text.replace('D', 'E').replace('d', 'e'))
 
 
+def to_float_or_none(text: str) -> float | None:
+    """:func:`to_float`, or ``None`` for a field that is not a number (``*****``, a mangled value)."""
+    try:
+        return to_float(text)
+    except ValueError:
+        return None
+
+
 def floats(text: str) -> list[float]:
     """Return every real number in ``text`` (``D`` exponents accepted); ``****`` overflow fields are skipped."""
     return [to_float(x) for x in FLOAT_RE.findall(text)]

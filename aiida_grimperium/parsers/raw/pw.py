@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 
 from ...exit_codes import ExitCodeSpec, make_table
-from . import FLOAT, find_output, floats, iter_lines, looks_binary, parse_file
+from . import FLOAT, find_output, floats, iter_lines, looks_binary, parse_file, to_float
 
 RY_TO_EV = 13.605693122994
 BOHR_TO_ANGSTROM = 0.529177210903
@@ -214,7 +214,7 @@ def _feed(state: _State, line: str) -> None:  # noqa: C901 - one flat dispatch k
             return
 
     if (match := _RE_TOTAL.match(line)) is not None:
-        value = float(match.group(1).replace('D', 'E'))
+        value = to_float(match.group(1))
         step = state.step()
         if 'energy_ry' in step:  # a new ionic step begins with its '!' line
             result['trajectory'].append({})

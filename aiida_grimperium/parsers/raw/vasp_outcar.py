@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from . import floats
+from . import floats, to_float_or_none
 
 #: Electronic-minimiser lines of the standard output (and OSZICAR): ``DAV:   3  -0.71E+01 ...``.
 ELECTRONIC_STEP = re.compile(r'^\s*(DAV|RMM|CG|SDA|DMP|DIA|EDA|ORT|BLK):\s*\d+')
@@ -27,13 +27,6 @@ ERROR_MARKERS = (
     'Error reading item', 'ERROR: ',
 )
 MAX_MESSAGES = 20
-
-
-def _to_float(text: str) -> float | None:
-    try:
-        return float(text.replace('D', 'E'))
-    except ValueError:
-        return None
 
 
 def parse_text_lines(lines: Iterable[str]) -> dict:
@@ -72,7 +65,7 @@ def parse_text_lines(lines: Iterable[str]) -> dict:
             continue
         match = IONIC_STEP.match(line)
         if match:
-            free, sigma0 = _to_float(match.group(2)), _to_float(match.group(3))
+            free, sigma0 = to_float_or_none(match.group(2)), to_float_or_none(match.group(3))
             res['num_ionic_steps'] = max(res['num_ionic_steps'], int(match.group(1)))
             if free is not None and sigma0 is not None and not res['has_outcar_blocks']:
                 res['energies'] = {'e_fr_energy': free, 'e_0_energy': sigma0, 'source': 'stdout'}
@@ -125,6 +118,6 @@ def _line(res: dict, line: str) -> None:
     else:
         match = PARAMETER.match(line)
         if match and match.group(1) not in res['parameters']:
-            value = _to_float(match.group(2))
+            value = to_float_or_none(match.group(2))
             if value is not None:
                 res['parameters'][match.group(1)] = int(value) if value.is_integer() and 'EDIFF' not in match.group(1) else value

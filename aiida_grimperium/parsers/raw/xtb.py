@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from ...chemistry import HARTREE_TO_EV
 from ...exit_codes import ExitCodeSpec, make_table
-from . import FLOAT, find_output, iter_lines, looks_binary, parse_file
+from . import FLOAT, find_output, iter_lines, looks_binary, parse_file, to_float_or_none
 
 EXIT_CODES = make_table(
     ExitCodeSpec(313, 'ERROR_OPTIMIZED_GEOMETRY_MISSING', 'The optimised geometry (xtbopt.xyz) is missing or unreadable.'),
@@ -47,13 +47,6 @@ _OPT_FAILED = re.compile(r'FAILED TO CONVERGE GEOMETRY OPTIMIZATION')
 _OPT_DONE = re.compile(r'GEOMETRY OPTIMIZATION CONVERGED')
 
 
-def _to_float(text: str) -> float | None:
-    try:
-        return float(text.replace('D', 'E').replace('d', 'e'))
-    except ValueError:
-        return None
-
-
 def parse_lines(lines: Iterable[str]) -> dict:
     """Parse xtb's stdout (stderr lines may be mixed in: ``2>&1`` runs are understood too). Never raises."""
     result: dict = {'normal_termination': None, 'fatal_error': None}
@@ -76,15 +69,15 @@ def parse_lines(lines: Iterable[str]) -> dict:
             for key, regex in _SUMMARY.items():
                 match = regex.search(line)
                 if match:
-                    summary[key] = _to_float(match.group(1))
+                    summary[key] = to_float_or_none(match.group(1))
         elif '::' in line:
             for key, regex in _SP_BLOCK.items():
                 match = regex.search(line)
                 if match:
-                    last_sp[key] = _to_float(match.group(1))
+                    last_sp[key] = to_float_or_none(match.group(1))
             match = _CHARGE.search(line)
             if match:
-                result['total_charge'] = _to_float(match.group(1))
+                result['total_charge'] = to_float_or_none(match.group(1))
         if 'xtb version' in line and 'xtb_version' not in result:
             match = _VERSION.search(line)
             if match:
