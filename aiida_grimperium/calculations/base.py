@@ -9,7 +9,9 @@ import re
 
 from aiida.engine import CalcJob
 
+from ..chemistry import check_charge_multiplicity
 from ..exit_codes import COMMON, ExitCodeSpec
+from ..structures import structure_symbols_positions
 
 #: What a label or file name supplied by a user may contain; everything else is refused. ``\Z``, not ``$``:
 #: ``$`` also matches before a trailing newline, which would let ``name\n`` through.
@@ -96,3 +98,28 @@ class GrimperiumCalcJob(CalcJob):
     def declare_exit_codes(spec, table: dict[str, ExitCodeSpec]) -> None:
         for code in table.values():
             spec.exit_code(code.status, code.label, message=code.message)
+
+
+def molecule_symbols(inputs) -> list[str] | None:
+    """Element symbols of the one geometry input (``structure`` or ``ensemble``); ``None`` unless exactly one is given."""
+    if ('structure' in inputs) == ('ensemble' in inputs):
+        return None
+    if 'structure' in inputs:
+        return structure_symbols_positions(inputs['structure'])[0]
+    return list(inputs['ensemble'].symbols)
+
+
+def charge_multiplicity(inputs) -> tuple[int, int]:
+    """``charge`` and ``multiplicity`` of an inputs mapping, with the ports' defaults (0 and 1)."""
+    charge = inputs['charge'].value if 'charge' in inputs else 0
+    multiplicity = inputs['multiplicity'].value if 'multiplicity' in inputs else 1
+    return charge, multiplicity
+
+
+def validate_charge_multiplicity(symbols, inputs) -> str | None:
+    """The message of :func:`~aiida_grimperium.chemistry.check_charge_multiplicity` for ``inputs``, or ``None``."""
+    try:
+        check_charge_multiplicity(symbols, *charge_multiplicity(inputs))
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -12,10 +12,10 @@ import re
 from aiida import orm
 from aiida.common import datastructures
 
-from ..chemistry import check_charge_multiplicity, xyz_text
+from ..chemistry import xyz_text
 from ..parsers.raw.crest import BEST, CONFORMERS, ENERGIES, EXIT_CODES
 from ..structures import structure_symbols_positions
-from .base import GrimperiumCalcJob
+from .base import GrimperiumCalcJob, validate_charge_multiplicity
 from .xtb import threads_of
 
 LEVELS = {'gfn0': '--gfn0', 'gfn1': '--gfn1', 'gfn2': '--gfn2', 'gfnff': '--gfnff', 'gfn2//gfnff': '--gfn2//gfnff'}
@@ -49,13 +49,7 @@ def validate_parameters(value, _=None) -> str | None:
 
 
 def validate_inputs(inputs, _=None) -> str | None:
-    symbols = structure_symbols_positions(inputs['structure'])[0]
-    try:
-        check_charge_multiplicity(symbols, inputs['charge'].value if 'charge' in inputs else 0,
-                                  inputs['multiplicity'].value if 'multiplicity' in inputs else 1)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    return validate_charge_multiplicity(structure_symbols_positions(inputs['structure'])[0], inputs)
 
 
 def command_line(input_file: str, params: dict, charge: int, multiplicity: int, threads: int) -> list[str]:

@@ -13,11 +13,10 @@ import pydantic
 from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
 
-from ..chemistry import check_charge_multiplicity
 from ..parsers.raw.mopac import EXIT_CODES
 from ..structures import ensemble_frames, structure_symbols_positions
 from ..templating import render
-from .base import GrimperiumCalcJob
+from .base import GrimperiumCalcJob, charge_multiplicity, molecule_symbols, validate_charge_multiplicity
 
 #: Spin multiplicity → MOPAC keyword. A singlet needs none (MOPAC's default for an even electron count).
 MULTIPLICITY_KEYWORDS = {1: '', 2: 'DOUBLET', 3: 'TRIPLET', 4: 'QUARTET', 5: 'QUINTET', 6: 'SEXTET', 7: 'SEPTET'}
@@ -120,24 +119,15 @@ class MopacCalculation(GrimperiumCalcJob):
     @staticmethod
     def validate_inputs(value, _=None) -> str | None:
         """Exactly one geometry input; charge and multiplicity possible for its electron count."""
-        has_structure, has_ensemble = 'structure' in value, 'ensemble' in value
-        if has_structure == has_ensemble:
+        symbols = molecule_symbols(value)
+        if symbols is None:
             return 'give exactly one of `structure` and `ensemble`'
-        if has_structure:
-            if any(value['structure'].pbc):
-                return 'MOPAC takes a molecule: the `structure` must have pbc (False, False, False)'
-            symbols, _ = structure_symbols_positions(value['structure'])
-        else:
-            symbols = list(value['ensemble'].symbols)
-        charge = value['charge'].value if 'charge' in value else 0
-        multiplicity = value['multiplicity'].value if 'multiplicity' in value else 1
+        if 'structure' in value and any(value['structure'].pbc):
+            return 'MOPAC takes a molecule: the `structure` must have pbc (False, False, False)'
+        multiplicity = charge_multiplicity(value)[1]
         if multiplicity not in MULTIPLICITY_KEYWORDS:
             return f'MOPAC supports multiplicities 1 to 7, got {multiplicity}'
-        try:
-            check_charge_multiplicity(symbols, charge, multiplicity)
-        except ValueError as exc:
-            return str(exc)
-        return None
+        return validate_charge_multiplicity(symbols, value)
 
     def geometries(self) -> tuple[list[str], list]:
         """Symbols and the list of geometries (one per MOPAC job)."""

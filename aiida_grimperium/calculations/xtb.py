@@ -12,10 +12,9 @@ import re
 from aiida import orm
 from aiida.common import datastructures
 
-from ..chemistry import check_charge_multiplicity
 from ..parsers.raw.xtb import EXIT_CODES, STDERR_NAME
 from ..structures import ensemble_frames, structure_symbols_positions
-from .base import GrimperiumCalcJob
+from .base import GrimperiumCalcJob, molecule_symbols, validate_charge_multiplicity
 
 METHODS = {'gfn0': ['--gfn', '0'], 'gfn1': ['--gfn', '1'], 'gfn2': ['--gfn', '2'], 'gfnff': ['--gfnff']}
 TASKS = ('single_point', 'optimization')
@@ -62,19 +61,10 @@ def validate_parameters(value, _=None) -> str | None:
 
 def validate_inputs(inputs, _=None) -> str | None:
     """Exactly one of ``structure``/``ensemble``, and a charge/multiplicity some electron count allows."""
-    if ('structure' in inputs) == ('ensemble' in inputs):
+    symbols = molecule_symbols(inputs)
+    if symbols is None:
         return 'give exactly one of `structure` or `ensemble`'
-    if 'structure' in inputs:
-        symbols = structure_symbols_positions(inputs['structure'])[0]
-    else:
-        symbols = list(inputs['ensemble'].symbols)
-    charge = inputs['charge'].value if 'charge' in inputs else 0
-    multiplicity = inputs['multiplicity'].value if 'multiplicity' in inputs else 1
-    try:
-        check_charge_multiplicity(symbols, charge, multiplicity)
-    except ValueError as exc:
-        return str(exc)
-    return None
+    return validate_charge_multiplicity(symbols, inputs)
 
 
 def command_line(params: dict, charge: int, multiplicity: int, threads: int) -> list[str]:
