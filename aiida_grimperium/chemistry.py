@@ -90,6 +90,16 @@ def molecule_symbols_positions(mol, conf_id: int = -1) -> tuple[list[str], list[
     return symbols, positions
 
 
+def smiles_symbols(smiles: str) -> list[str]:
+    """Element symbols of ``smiles`` with its implicit hydrogens, without embedding it in 3D (cheap)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles) if smiles and smiles.strip() else None
+    if mol is None:
+        raise ValueError(f'RDKit cannot parse the SMILES `{smiles}`')
+    return [atom.GetSymbol() for atom in Chem.AddHs(mol).GetAtoms()]
+
+
 def formal_charge(smiles: str) -> int:
     from rdkit import Chem
 

@@ -14,7 +14,8 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
 
-from ..chemistry import check_charge_multiplicity, smiles_to_molecule
+from ..calculations.base import charge_multiplicity
+from ..chemistry import check_charge_multiplicity, smiles_symbols
 from ..structures import structure_symbols_positions
 from .conformers import ConformerSearchWorkChain
 from .dft import DftWorkChain
@@ -86,12 +87,10 @@ class ConformerToDftWorkChain(WorkChain):
         """SMILES or structure, and a charge/multiplicity its electrons allow, before anything runs."""
         if ('smiles' in value) == ('structure' in value):
             return 'give exactly one of `smiles` and `structure`'
-        charge = value['charge'].value if 'charge' in value else 0
-        multiplicity = value['multiplicity'].value if 'multiplicity' in value else 1
-        try:
+        charge, multiplicity = charge_multiplicity(value)
+        try:  # the electron count needs the atoms only: no 3D embedding here, the conformer search does that
             if 'smiles' in value:
-                mol = smiles_to_molecule(value['smiles'].value)
-                symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
+                symbols = smiles_symbols(value['smiles'].value)
             else:
                 symbols, _ = structure_symbols_positions(value['structure'])
             check_charge_multiplicity(symbols, charge, multiplicity)
