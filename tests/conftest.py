@@ -28,7 +28,10 @@ os.environ.setdefault('OMPI_ALLOW_RUN_AS_ROOT_CONFIRM', '1')
 @pytest.fixture(scope='session', autouse=True)
 def aiida_profile(aiida_config, aiida_profile_factory):
     """The test profile: ``core.sqlite_dos`` storage and the ZeroMQ broker, as ``verdi presto`` makes."""
+    from aiida_grimperium.storage import enable_wal
+
     with aiida_profile_factory(aiida_config, storage_backend='core.sqlite_dos', broker_backend='core.zeromq') as profile:
+        enable_wal(profile)  # as `grimperium setup` does for users
         yield profile
 
 

@@ -150,7 +150,9 @@ def _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args):
         click.echo(f'dry run: would submit {len(validation.molecules)} molecule(s) to campaign `{group_name}` with '
                    f'{_settings(**settings_args)}')
         return None
-    load_profile(ctx)
+    from ..storage import enable_wal
+
+    enable_wal(load_profile(ctx))  # idempotent; a campaign commits hundreds of times per molecule
     from ..campaign.builders import load_codes
     from ..campaign.store import add_molecules, get_campaign, schedule
 

@@ -1,7 +1,8 @@
 """``grimperium setup``: an AiiDA profile when none exists, and one ``InstalledCode`` per code found on PATH.
 
 Running it twice changes nothing: an existing profile is kept and a code whose label already exists on the
-computer is left as it is.
+computer is left as it is. A ``core.sqlite_dos`` profile is switched to SQLite's write-ahead log
+(:mod:`aiida_grimperium.storage` says why); ``grimperium storage checkpoint`` goes with it.
 """
 from __future__ import annotations
 
@@ -83,4 +84,28 @@ def cmd_setup(ctx, profile_name, computer_label):
         ctx.find_root().obj['profile'] = ensure_profile(profile_name)
     profile = load_profile(ctx)
     click.echo(f'profile: {profile.name}')
+    from ..storage import enable_wal
+
+    mode = enable_wal(profile)
+    if mode is not None:
+        click.echo(f'SQLite journal mode: {mode}')
     register_codes(computer_label)
+
+
+@cmd_root.group('storage')
+def cmd_storage():
+    """The profile's SQLite database (``core.sqlite_dos``)."""
+
+
+@cmd_storage.command('checkpoint')
+@click.pass_context
+def cmd_checkpoint(ctx):
+    """Write the SQLite write-ahead log into the database file; run it just before `verdi storage backup`."""
+    from . import load_profile
+    from ..storage import checkpoint
+
+    result = checkpoint(load_profile(ctx))
+    if result is None:
+        click.echo('nothing to do: the profile does not use SQLite storage')
+    else:
+        click.echo(f'checkpointed {result[1]} of {result[0]} page(s) of the write-ahead log')
