@@ -141,3 +141,45 @@ def test_rdkit_xtb_charged_solvated_from_structure(xtb_code):
     assert results['output_parameters']['num_conformers'] == 1
     # GFN2-xTB/ALPB(water) acetate: the recorded CREST run (same method and solvent) found -14.27354387 Eh
     assert results['output_parameters']['lowest_energy_hartree'] == pytest.approx(-14.27354387, abs=1e-4)
+
+
+def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code, real_code):
+    """The campaign pipeline runs the search's steps itself: four sub-processes per molecule, no sub-workchain
+    for the search, and the ``top_n`` conformers MOPAC gets are the ``selected`` output of the refinement."""
+    from aiida_grimperium.campaign.builders import pipeline_builder
+    from aiida_grimperium.campaign.molecules import Molecule
+    from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
+
+    codes = {'xtb': xtb_code, 'mopac': real_code('mopac', 'grimperium.mopac')}
+    settings = {**DEFAULT_SETTINGS, 'num_conformers': 12, 'top_n': 1}
+    results, node = run_get_node(pipeline_builder(Molecule(mol_id='b', smiles='CCCC', charge=0, multiplicity=1),
+                                                  settings, codes))
+    assert node.is_finished_ok, node.exit_message
+    called = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbBaseWorkChain', 'refine_ensemble', 'MopacBaseWorkChain']
+    refinement = called[2]
+    assert results['ensemble'].uuid == refinement.outputs.ensemble.uuid
+    assert results['ensemble'].numsteps == 2  # anti and gauche (its mirror image is the same conformer)
+    selected = called[3].inputs.mopac.ensemble
+    assert selected.uuid == refinement.outputs.selected.uuid and selected.numsteps == 1
+    assert np.allclose(selected.get_positions(), results['ensemble'].get_positions()[:1])
+    summary = results['output_parameters'].get_dict()
+    assert summary['conformer_search_status'] == 'SUCCESS' and summary['num_conformers'] == results['ensemble'].numsteps
+    assert 0 < summary['conformer_search_time_s'] < (node.mtime - node.ctime).total_seconds()
+
+
+def test_pipeline_search_failure_keeps_the_message(xtb_code, real_code):
+    """A search that cannot start ends the molecule with 410 and the search's own message in the summary."""
+    from aiida_grimperium.workchains.pipeline import ConformerToDftWorkChain
+
+    builder = ConformerToDftWorkChain.get_builder()
+    builder.smiles = orm.Str('CCO')
+    builder.conformers.xtb_code = xtb_code
+    builder.conformers.engine = orm.Str('crest')  # but no crest_code
+    builder.mopac.mopac.code = real_code('mopac', 'grimperium.mopac')
+    builder.mopac.mopac.parameters = orm.Dict({'method': 'PM7', 'task': 'single_point'})
+    results, node = run_get_node(builder)
+    assert node.exit_status == 410 and node.called == []
+    summary = results['output_parameters'].get_dict()
+    assert summary['conformer_search_status'] == 'FAILED'
+    assert summary['error_message'] == 'conformer search: engine `crest` needs a `crest_code`'

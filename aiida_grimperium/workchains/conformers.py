@@ -10,11 +10,16 @@ calcfunction) → search → ensemble tools (one calcfunction). The two engines:
 Both end in :func:`aiida_grimperium.ensembles.refine_ensemble` (energy window, heavy-atom RMSD de-duplication,
 top-N, Boltzmann weights), so their ``ensemble`` outputs have exactly the same layout. A molecule costs five
 to six processes, whatever the number of conformers.
+
+The steps live in :class:`ConformerSearchSteps`, which :class:`ConformerSearchWorkChain` runs as its outline and
+:class:`~aiida_grimperium.workchains.pipeline.ConformerToDftWorkChain` runs inline: a campaign saves one
+process and some twenty links per molecule, about a fifth of AiiDA's bookkeeping for it.
 """
 from __future__ import annotations
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.common import AttributeDict
+from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
@@ -26,7 +31,155 @@ DEFAULT_XTB = {'method': 'gfn2', 'task': 'optimization', 'opt_level': 'tight'}
 DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
 
 
-class ConformerSearchWorkChain(WorkChain):
+class ConformerSearchSteps:
+    """The steps of a conformer search, for a ``WorkChain`` that provides three hooks.
+
+    * :meth:`search_inputs`: the search's inputs (those of :class:`ConformerSearchWorkChain`);
+    * :meth:`search_failed`: the exit code to return for one of :class:`ConformerSearchWorkChain`'s exit codes;
+    * :meth:`search_done`: receives the outputs of :func:`refine_ensemble`.
+
+    Outline: ``validate_search, embed, if_(use_crest)(preoptimize, inspect_preoptimization, run_crest)
+    .else_(run_xtb_ensemble), inspect_search, refine``.
+    """
+
+    def search_inputs(self) -> AttributeDict:
+        raise NotImplementedError
+
+    def search_failed(self, label: str, **message) -> ExitCode:
+        raise NotImplementedError
+
+    def search_done(self, outputs: dict) -> ExitCode | None:
+        raise NotImplementedError
+
+    def validate_search(self):
+        """Refuse bad inputs with a clear exit code before any job runs."""
+        inputs = self.search_inputs()
+        engine = inputs.engine.value
+        if engine not in ENGINES:
+            return self.search_failed('ERROR_INVALID_INPUTS', message=f'engine `{engine}` is not one of {ENGINES}')
+        if ('smiles' in inputs) == ('structure' in inputs):
+            return self.search_failed('ERROR_INVALID_INPUTS', message='give exactly one of `smiles` or `structure`')
+        if engine == 'crest' and 'crest_code' not in inputs:
+            return self.search_failed('ERROR_INVALID_INPUTS', message='engine `crest` needs a `crest_code`')
+        charge, multiplicity = inputs.charge.value, inputs.multiplicity.value
+        if 'smiles' in inputs:
+            from rdkit import Chem, RDLogger
+
+            RDLogger.DisableLog('rdApp.*')  # the exit message says what is wrong; RDKit's stderr noise does not help
+            smiles = inputs.smiles.value
+            mol = Chem.MolFromSmiles(smiles) if smiles.strip() else None
+            if mol is None:
+                return self.search_failed('ERROR_INVALID_SMILES', smiles=repr(smiles))
+            symbols = [atom.GetSymbol() for atom in Chem.AddHs(mol).GetAtoms()]
+            formal = Chem.GetFormalCharge(mol)
+            if formal != charge:
+                self.report(f'warning: the SMILES has a formal charge of {formal} but `charge` is {charge}')
+        else:
+            symbols = [inputs.structure.get_kind(s.kind_name).symbol for s in inputs.structure.sites]
+        try:
+            check_charge_multiplicity(symbols, charge, multiplicity)
+        except ValueError as exc:
+            return self.search_failed('ERROR_IMPOSSIBLE_CHARGE_MULTIPLICITY', message=str(exc))
+        self.ctx.xtb_parameters = {**DEFAULT_XTB, **(inputs.xtb_parameters.get_dict() if 'xtb_parameters' in inputs else {})}
+        self.ctx.options = inputs.options.get_dict() if 'options' in inputs else DEFAULT_OPTIONS
+
+    def use_crest(self):
+        return self.search_inputs().engine.value == 'crest'
+
+    def embed(self):
+        """RDKit ETKDG: many conformers for rdkit-xtb, one starting geometry for CREST."""
+        inputs = self.search_inputs()
+        parameters = {
+            'num_conformers': 1 if self.use_crest() else inputs.num_conformers.value,
+            'seed': inputs.seed.value,
+            'charge': inputs.charge.value,
+            'multiplicity': inputs.multiplicity.value,
+            'engine': 'rdkit',
+            'temperature': inputs.temperature.value,
+        }
+        source = {'smiles': inputs.smiles} if 'smiles' in inputs else {'structure': inputs.structure}
+        try:
+            outputs = embed_ensemble(parameters=orm.Dict(parameters), **source)
+        except ValueError as exc:
+            return self.search_failed('ERROR_EMBEDDING_FAILED', message=str(exc))
+        self.ctx.embedded = outputs
+        self.report(f'embedded {outputs["ensemble"].base.attributes.get("num_conformers")} conformer(s) with RDKit')
+
+    def _xtb_inputs(self, **geometry) -> dict:
+        inputs = self.search_inputs()
+        return {
+            'xtb': {
+                'code': inputs.xtb_code,
+                'charge': inputs.charge,
+                'multiplicity': inputs.multiplicity,
+                'parameters': orm.Dict(self.ctx.xtb_parameters),
+                'metadata': {'options': self.ctx.options},
+                **geometry,
+            },
+            'max_iterations': orm.Int(3),
+        }
+
+    def preoptimize(self):
+        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(structure=self.ctx.embedded['structure']))
+        self.report(f'xtb pre-optimisation: {node.process_label}<{node.pk}>')
+        return ToContext(preopt=node)
+
+    def inspect_preoptimization(self):
+        if not self.ctx.preopt.is_finished_ok or 'output_structure' not in self.ctx.preopt.outputs:
+            return self.search_failed('ERROR_PREOPTIMIZATION_FAILED')
+
+    def run_crest(self):
+        from aiida.plugins import CalculationFactory
+
+        inputs = self.search_inputs()
+        crest = {
+            'code': inputs.crest_code,
+            'structure': self.ctx.preopt.outputs.output_structure,
+            'charge': inputs.charge,
+            'multiplicity': inputs.multiplicity,
+            'metadata': {'options': self.ctx.options},
+        }
+        if 'crest_parameters' in inputs:
+            crest['parameters'] = inputs.crest_parameters
+        node = self.submit(CalculationFactory('grimperium.crest'), **crest)
+        self.report(f'CREST conformer search: {node.process_label}<{node.pk}>')
+        return ToContext(search=node)
+
+    def run_xtb_ensemble(self):
+        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
+        self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
+        return ToContext(search=node)
+
+    def inspect_search(self):
+        search = self.ctx.search
+        if not search.is_finished_ok or 'output_ensemble' not in search.outputs:
+            self.report(f'{search.process_label}<{search.pk}> failed with exit status {search.exit_status}')
+            return self.search_failed('ERROR_SEARCH_FAILED')
+
+    def refine_parameters(self) -> dict:
+        """The parameters of :func:`refine_ensemble`; the pipeline adds ``select_top``."""
+        inputs = self.search_inputs()
+        parameters = {
+            'energy_window': inputs.energy_window.value,
+            'rmsd_threshold': inputs.rmsd_threshold.value,
+            'temperature': inputs.temperature.value,
+            'engine': inputs.engine.value,
+        }
+        if 'top_n' in inputs:
+            parameters['top_n'] = inputs.top_n.value
+        return parameters
+
+    def refine(self):
+        """Energy window, RMSD de-duplication, top-N and Boltzmann weights in one calcfunction."""
+        outputs = refine_ensemble(self.ctx.search.outputs.output_ensemble, orm.Dict(self.refine_parameters()))
+        if 'lowest_structure' not in outputs:
+            return self.search_failed('ERROR_EMPTY_ENSEMBLE')
+        params = outputs['output_parameters']
+        self.report(f'{params["num_conformers"]} conformer(s) kept of {params["num_input_conformers"]}')
+        return self.search_done(outputs)
+
+
+class ConformerSearchWorkChain(ConformerSearchSteps, WorkChain):
     """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
 
     @classmethod
@@ -52,7 +205,7 @@ class ConformerSearchWorkChain(WorkChain):
         spec.input('crest_parameters', valid_type=orm.Dict, required=False, help='Parameters of the CREST job.')
         spec.input('options', valid_type=orm.Dict, required=False, help='metadata.options of the xtb and CREST jobs.')
         spec.outline(
-            cls.validate,
+            cls.validate_search,
             cls.embed,
             if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
             cls.inspect_search,
@@ -69,120 +222,12 @@ class ConformerSearchWorkChain(WorkChain):
         spec.exit_code(402, 'ERROR_SEARCH_FAILED', message='The conformer search job failed.')
         spec.exit_code(403, 'ERROR_EMPTY_ENSEMBLE', message='No conformer survived the search.')
 
-    def validate(self):
-        """Refuse bad inputs with a clear exit code before any job runs."""
-        engine = self.inputs.engine.value
-        if engine not in ENGINES:
-            return self.exit_codes.ERROR_INVALID_INPUTS.format(message=f'engine `{engine}` is not one of {ENGINES}')
-        if ('smiles' in self.inputs) == ('structure' in self.inputs):
-            return self.exit_codes.ERROR_INVALID_INPUTS.format(message='give exactly one of `smiles` or `structure`')
-        if engine == 'crest' and 'crest_code' not in self.inputs:
-            return self.exit_codes.ERROR_INVALID_INPUTS.format(message='engine `crest` needs a `crest_code`')
-        charge, multiplicity = self.inputs.charge.value, self.inputs.multiplicity.value
-        if 'smiles' in self.inputs:
-            from rdkit import Chem, RDLogger
+    def search_inputs(self) -> AttributeDict:
+        return self.inputs
 
-            RDLogger.DisableLog('rdApp.*')  # the exit message says what is wrong; RDKit's stderr noise does not help
-            smiles = self.inputs.smiles.value
-            mol = Chem.MolFromSmiles(smiles) if smiles.strip() else None
-            if mol is None:
-                return self.exit_codes.ERROR_INVALID_SMILES.format(smiles=repr(smiles))
-            symbols = [atom.GetSymbol() for atom in Chem.AddHs(mol).GetAtoms()]
-            formal = Chem.GetFormalCharge(mol)
-            if formal != charge:
-                self.report(f'warning: the SMILES has a formal charge of {formal} but `charge` is {charge}')
-        else:
-            symbols = [self.inputs.structure.get_kind(s.kind_name).symbol for s in self.inputs.structure.sites]
-        try:
-            check_charge_multiplicity(symbols, charge, multiplicity)
-        except ValueError as exc:
-            return self.exit_codes.ERROR_IMPOSSIBLE_CHARGE_MULTIPLICITY.format(message=str(exc))
-        self.ctx.xtb_parameters = {**DEFAULT_XTB, **(self.inputs.xtb_parameters.get_dict() if 'xtb_parameters' in self.inputs else {})}
-        self.ctx.options = self.inputs.options.get_dict() if 'options' in self.inputs else DEFAULT_OPTIONS
+    def search_failed(self, label: str, **message) -> ExitCode:
+        exit_code = self.exit_codes[label]
+        return exit_code.format(**message) if message else exit_code
 
-    def use_crest(self):
-        return self.inputs.engine.value == 'crest'
-
-    def embed(self):
-        """RDKit ETKDG: many conformers for rdkit-xtb, one starting geometry for CREST."""
-        parameters = {
-            'num_conformers': 1 if self.use_crest() else self.inputs.num_conformers.value,
-            'seed': self.inputs.seed.value,
-            'charge': self.inputs.charge.value,
-            'multiplicity': self.inputs.multiplicity.value,
-            'engine': 'rdkit',
-            'temperature': self.inputs.temperature.value,
-        }
-        source = {'smiles': self.inputs.smiles} if 'smiles' in self.inputs else {'structure': self.inputs.structure}
-        try:
-            outputs = embed_ensemble(parameters=orm.Dict(parameters), **source)
-        except ValueError as exc:
-            return self.exit_codes.ERROR_EMBEDDING_FAILED.format(message=str(exc))
-        self.ctx.embedded = outputs
-        self.report(f'embedded {outputs["ensemble"].base.attributes.get("num_conformers")} conformer(s) with RDKit')
-
-    def _xtb_inputs(self, **geometry) -> dict:
-        return {
-            'xtb': {
-                'code': self.inputs.xtb_code,
-                'charge': self.inputs.charge,
-                'multiplicity': self.inputs.multiplicity,
-                'parameters': orm.Dict(self.ctx.xtb_parameters),
-                'metadata': {'options': self.ctx.options},
-                **geometry,
-            },
-            'max_iterations': orm.Int(3),
-        }
-
-    def preoptimize(self):
-        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(structure=self.ctx.embedded['structure']))
-        self.report(f'xtb pre-optimisation: {node.process_label}<{node.pk}>')
-        return ToContext(preopt=node)
-
-    def inspect_preoptimization(self):
-        if not self.ctx.preopt.is_finished_ok or 'output_structure' not in self.ctx.preopt.outputs:
-            return self.exit_codes.ERROR_PREOPTIMIZATION_FAILED
-
-    def run_crest(self):
-        from aiida.plugins import CalculationFactory
-
-        inputs = {
-            'code': self.inputs.crest_code,
-            'structure': self.ctx.preopt.outputs.output_structure,
-            'charge': self.inputs.charge,
-            'multiplicity': self.inputs.multiplicity,
-            'metadata': {'options': self.ctx.options},
-        }
-        if 'crest_parameters' in self.inputs:
-            inputs['parameters'] = self.inputs.crest_parameters
-        node = self.submit(CalculationFactory('grimperium.crest'), **inputs)
-        self.report(f'CREST conformer search: {node.process_label}<{node.pk}>')
-        return ToContext(search=node)
-
-    def run_xtb_ensemble(self):
-        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
-        self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
-        return ToContext(search=node)
-
-    def inspect_search(self):
-        search = self.ctx.search
-        if not search.is_finished_ok or 'output_ensemble' not in search.outputs:
-            self.report(f'{search.process_label}<{search.pk}> failed with exit status {search.exit_status}')
-            return self.exit_codes.ERROR_SEARCH_FAILED
-
-    def refine(self):
-        """Energy window, RMSD de-duplication, top-N and Boltzmann weights in one calcfunction."""
-        parameters = {
-            'energy_window': self.inputs.energy_window.value,
-            'rmsd_threshold': self.inputs.rmsd_threshold.value,
-            'temperature': self.inputs.temperature.value,
-            'engine': self.inputs.engine.value,
-        }
-        if 'top_n' in self.inputs:
-            parameters['top_n'] = self.inputs.top_n.value
-        outputs = refine_ensemble(self.ctx.search.outputs.output_ensemble, orm.Dict(parameters))
-        if 'lowest_structure' not in outputs:
-            return self.exit_codes.ERROR_EMPTY_ENSEMBLE
+    def search_done(self, outputs: dict) -> None:
         self.out_many(outputs)
-        params = outputs['output_parameters']
-        self.report(f'{params["num_conformers"]} conformer(s) kept of {params["num_input_conformers"]}')

@@ -1,8 +1,13 @@
 """``grimperium.conformer_to_dft``: one molecule from SMILES to PM7 heats of formation and, optionally, DFT.
 
-SMILES or structure → :class:`ConformerSearchWorkChain` (CREST or RDKit + xtb, with the xtb pre-optimisation)
-→ the ``top_n`` lowest conformers in **one** :class:`MopacBaseWorkChain` (one MOPAC job for all of them) →
-optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code given) on the PM7-lowest conformer.
+SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre-optimisation: the steps of
+:class:`ConformerSearchWorkChain`, run inline, see :class:`ConformerSearchSteps`) → the ``top_n`` lowest
+conformers in **one** :class:`MopacBaseWorkChain` (one MOPAC job for all of them) → optionally
+:class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code given) on the PM7-lowest conformer.
+
+Per molecule of a campaign (rdkit-xtb, no DFT) that is six processes: this workchain, the RDKit embedding,
+``XtbBaseWorkChain`` + its job, the refinement (which also selects the ``top_n``), ``MopacBaseWorkChain`` + its
+job. AiiDA's bookkeeping grows with processes and links, so the conformer search is not a sub-workchain here.
 
 A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
 keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
@@ -11,13 +16,13 @@ The current stage is kept in the node's ``stage`` extra, which ``grimperium camp
 from __future__ import annotations
 
 from aiida import orm
-from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.common import AttributeDict, timezone
+from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..calculations.base import charge_multiplicity
 from ..chemistry import check_charge_multiplicity, smiles_symbols
 from ..structures import structure_symbols_positions
-from .conformers import ConformerSearchWorkChain
+from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
 from .mopac import MopacBaseWorkChain
 
@@ -30,7 +35,7 @@ def duration_seconds(node: orm.ProcessNode) -> float:
     return (node.mtime - node.ctime).total_seconds()
 
 
-class ConformerToDftWorkChain(WorkChain):
+class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
@@ -58,8 +63,10 @@ class ConformerToDftWorkChain(WorkChain):
 
         spec.outline(
             cls.setup,
-            cls.run_conformer_search,
-            cls.inspect_conformer_search,
+            cls.embed,
+            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
+            cls.inspect_search,
+            cls.refine,
             cls.run_mopac,
             cls.inspect_mopac,
             if_(cls.should_run_dft)(
@@ -106,39 +113,48 @@ class ConformerToDftWorkChain(WorkChain):
         self.node.base.extras.set('stage', stage)
 
     def setup(self):
-        self.ctx.summary = {'top_n': self.inputs.top_n.value}
-
-    def run_conformer_search(self):
-        inputs = AttributeDict(self.exposed_inputs(ConformerSearchWorkChain, 'conformers'))
-        for name in ('smiles', 'structure', 'charge', 'multiplicity'):
-            if name in self.inputs:
-                inputs[name] = self.inputs[name]
+        self.ctx.summary = {'top_n': self.inputs.top_n.value,
+                            'engine': self.inputs.conformers.get('engine', orm.Str('')).value}
         self.set_stage('preoptimization')  # the conformer search starts with the xtb pre-optimisation
-        node = self.submit(ConformerSearchWorkChain, **inputs)
-        self.report(f'launched ConformerSearchWorkChain<{node.pk}>')
-        return ToContext(conformers=node)
+        return self.validate_search()
 
-    def inspect_conformer_search(self):
-        node = self.ctx.conformers
-        self.ctx.summary['conformer_search_time_s'] = duration_seconds(node)
-        self.ctx.summary['engine'] = self.inputs.conformers.get('engine', orm.Str('')).value
-        if not node.is_finished_ok or 'ensemble' not in node.outputs:
-            self.ctx.summary['conformer_search_status'] = 'FAILED'
-            self.ctx.summary['error_message'] = f'conformer search: {node.exit_message or node.process_state.value}'
-            return self.fail(self.exit_codes.ERROR_CONFORMER_SEARCH_FAILED)
-        ensemble = node.outputs.ensemble
+    # The hooks of ConformerSearchSteps: its inputs are the `conformers` namespace plus the molecule.
+    def search_inputs(self) -> AttributeDict:
+        if getattr(self, '_search_inputs', None) is None:
+            inputs = AttributeDict(self.exposed_inputs(ConformerSearchWorkChain, 'conformers'))
+            for name in ('smiles', 'structure', 'charge', 'multiplicity'):
+                if name in self.inputs:
+                    inputs[name] = self.inputs[name]
+            self._search_inputs = inputs
+        return self._search_inputs
+
+    def search_failed(self, label: str, **message) -> ExitCode:
+        exit_code = ConformerSearchWorkChain.exit_codes[label]
+        exit_code = exit_code.format(**message) if message else exit_code
+        self.ctx.summary['conformer_search_time_s'] = self.elapsed_seconds()
+        self.ctx.summary['conformer_search_status'] = 'FAILED'
+        self.ctx.summary['error_message'] = f'conformer search: {exit_code.message}'
+        return self.fail(self.exit_codes.ERROR_CONFORMER_SEARCH_FAILED)
+
+    def refine_parameters(self) -> dict:
+        return {**super().refine_parameters(), 'select_top': self.inputs.top_n.value}
+
+    def search_done(self, outputs: dict) -> None:
+        self.ctx.summary['conformer_search_time_s'] = self.elapsed_seconds()
+        ensemble = outputs['ensemble']
         self.out('ensemble', ensemble)
+        # the `top_n` lowest, selected by the same calcfunction when there are more: the selection stays in the graph
+        self.ctx.selected = outputs.get('selected', ensemble)
         self.ctx.summary['conformer_search_status'] = 'SUCCESS'
         self.ctx.summary['num_conformers'] = ensemble.numsteps
         if 'relative_energies_kcal_mol' in ensemble.get_arraynames():
             self.ctx.summary['conformer_relative_energies_kcal_mol'] = ensemble.get_array('relative_energies_kcal_mol').tolist()
 
-    def run_mopac(self):
-        from ..ensembles import top_n
+    def elapsed_seconds(self) -> float:
+        return (timezone.now() - self.node.ctime).total_seconds()
 
-        ensemble = self.ctx.conformers.outputs.ensemble
-        if ensemble.numsteps > self.inputs.top_n.value:
-            ensemble = top_n(ensemble, self.inputs.top_n)  # a calcfunction: the selection stays in the graph
+    def run_mopac(self):
+        ensemble = self.ctx.selected
         inputs = AttributeDict(self.exposed_inputs(MopacBaseWorkChain, 'mopac'))
         inputs.mopac.ensemble = ensemble
         inputs.mopac.charge = self.inputs.charge
