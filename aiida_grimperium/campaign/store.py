@@ -157,18 +157,22 @@ def count_active(group: orm.Group) -> int:
     return query.count()
 
 
-def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int = 20, wait: bool = False,
-                     poll_seconds: float = 2.0, echo: Callable[[str], None] = print) -> list[int]:
+def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int | None = None, wait: bool = False,
+                     poll_seconds: float = 0.5, echo: Callable[[str], None] = print) -> list[int]:
     """Submit the pipeline for ``mol_ids`` to the daemon, never more than ``max_active`` at once.
 
-    With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
-    ``campaign submit`` / ``rerun``); with ``wait=True`` it waits for slots to free up.
+    ``max_active`` ``None``: :func:`~aiida_grimperium.campaign.builders.default_max_active` of the campaign's
+    codes. With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
+    ``campaign submit`` / ``rerun``); with ``wait=True`` it waits for slots to free up, looking every
+    ``poll_seconds`` (a count query: cheap, and with the write-ahead log it never blocks the daemon).
     """
     from aiida.engine import submit
 
-    from .builders import pipeline_builder
+    from .builders import default_max_active, load_codes, pipeline_builder
 
     settings = settings_of(group)
+    if max_active is None:
+        max_active = default_max_active(load_codes(settings))
     rows = records(group)
     all_runs = runs(group)
     submitted = []
