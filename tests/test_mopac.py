@@ -221,3 +221,16 @@ def test_protocols_build_distinct_inputs(mopac_code):
     assert overrides == {'mopac': {'parameters': {'keywords': ['PRECISE']}}}  # not mutated
     with pytest.warns(UserWarning, match='not a key of the protocol'):
         MopacBaseWorkChain.get_builder_from_protocol(mopac_code, molecule_structure(*WATER), 'fast', {'max_iteration': 2})
+
+
+@pytest.mark.parametrize('environment, expected', [
+    ({}, 'export OMP_NUM_THREADS=2'),  # the cores the job asked for, not every core of the node
+    ({'OMP_NUM_THREADS': '3'}, "export OMP_NUM_THREADS='3'"),  # the user's own setting wins
+])
+def test_threads_follow_the_resources(mopac_code, tmp_path, monkeypatch, environment, expected):
+    monkeypatch.chdir(tmp_path)  # a dry run writes its submit_test/ folder into the working directory
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 2}, 'environment_variables': environment}
+    _, node = run_get_node(MopacCalculation, code=mopac_code, structure=molecule_structure(*WATER),
+                           metadata={'dry_run': True, 'options': options})
+    script = (tmp_path / node.dry_run_info['folder'] / '_aiidasubmit.sh').read_text()
+    assert expected in script and script.count('OMP_NUM_THREADS') == 1

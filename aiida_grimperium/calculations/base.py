@@ -23,6 +23,22 @@ SAFE_SCHEDULER_WORD = re.compile(r'^[A-Za-z0-9_.:@+,=-]{1,128}\Z')
 SAFE_VARIABLE = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,127}\Z')
 
 
+def threads_of(resources: dict) -> int:
+    """Threads for one process of a job: all cores the job asked for on its (single) machine."""
+    return int(resources.get('num_mpiprocs_per_machine', 1) or 1) * int(resources.get('num_cores_per_mpiproc', 1) or 1)
+
+
+def threads_prepend_text(options) -> str:
+    """``export OMP_NUM_THREADS=<threads_of>``, unless the job's ``environment_variables`` set it.
+
+    Without it an OpenMP code takes every core of the node: two such jobs side by side on a 2-core machine run
+    four threads that spin-wait on each other.
+    """
+    if 'OMP_NUM_THREADS' in (options.get('environment_variables') or {}):
+        return ''
+    return f'export OMP_NUM_THREADS={threads_of(options.resources)}'
+
+
 def validate_filename(name: str) -> str | None:
     """Return an error message when ``name`` is not a plain file name (no ``/``, no ``..``, no shell characters)."""
     if not isinstance(name, str) or not SAFE_NAME.match(name) or name in {'.', '..'} or '..' in name:

@@ -15,8 +15,7 @@ from aiida.common import datastructures
 from ..chemistry import xyz_text
 from ..parsers.raw.crest import BEST, CONFORMERS, ENERGIES, EXIT_CODES
 from ..structures import structure_symbols_positions
-from .base import GrimperiumCalcJob, validate_charge_multiplicity
-from .xtb import threads_of
+from .base import GrimperiumCalcJob, threads_of, threads_prepend_text, validate_charge_multiplicity
 
 LEVELS = {'gfn0': '--gfn0', 'gfn1': '--gfn1', 'gfn2': '--gfn2', 'gfnff': '--gfnff', 'gfn2//gfnff': '--gfn2//gfnff'}
 MODES = {'default': [], 'quick': ['--quick'], 'squick': ['--squick'], 'mquick': ['--mquick']}
@@ -112,6 +111,5 @@ class CrestCalculation(GrimperiumCalcJob):
         calcinfo.codes_info = [codeinfo]
         # xtb.out is what CREST's failed initial optimisation leaves behind: the reason is in there.
         calcinfo.retrieve_list = [options.output_filename, 'crest.err', ENERGIES, CONFORMERS, BEST, 'xtb.out']
-        if 'OMP_NUM_THREADS' not in (options.get('environment_variables') or {}):
-            calcinfo.prepend_text = f'export OMP_NUM_THREADS={threads}'
+        calcinfo.prepend_text = threads_prepend_text(options)
         return calcinfo

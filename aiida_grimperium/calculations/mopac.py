@@ -16,7 +16,8 @@ from aiida.common import CalcInfo, CodeInfo
 from ..parsers.raw.mopac import EXIT_CODES
 from ..structures import ensemble_frames, structure_symbols_positions
 from ..templating import render
-from .base import GrimperiumCalcJob, charge_multiplicity, molecule_symbols, validate_charge_multiplicity
+from .base import (GrimperiumCalcJob, charge_multiplicity, molecule_symbols, threads_prepend_text,
+                   validate_charge_multiplicity)
 
 #: Spin multiplicity → MOPAC keyword. A singlet needs none (MOPAC's default for an even electron count).
 MULTIPLICITY_KEYWORDS = {1: '', 2: 'DOUBLET', 3: 'TRIPLET', 4: 'QUARTET', 5: 'QUINTET', 6: 'SEXTET', 7: 'SEPTET'}
@@ -161,4 +162,5 @@ class MopacCalculation(GrimperiumCalcJob):
         calcinfo = CalcInfo()
         calcinfo.codes_info = [codeinfo]
         calcinfo.retrieve_list = [self.options.output_filename, 'mopac.stdout']
+        calcinfo.prepend_text = threads_prepend_text(self.inputs.metadata.options)  # MOPAC is OpenMP + OpenBLAS
         return calcinfo

@@ -14,7 +14,7 @@ from aiida.common import datastructures
 
 from ..parsers.raw.xtb import EXIT_CODES, STDERR_NAME
 from ..structures import ensemble_frames, structure_symbols_positions
-from .base import GrimperiumCalcJob, molecule_symbols, validate_charge_multiplicity
+from .base import GrimperiumCalcJob, molecule_symbols, threads_of, threads_prepend_text, validate_charge_multiplicity
 
 METHODS = {'gfn0': ['--gfn', '0'], 'gfn1': ['--gfn', '1'], 'gfn2': ['--gfn', '2'], 'gfnff': ['--gfnff']}
 TASKS = ('single_point', 'optimization')
@@ -88,11 +88,6 @@ def command_line(params: dict, charge: int, multiplicity: int, threads: int) -> 
     return args
 
 
-def threads_of(resources: dict) -> int:
-    """Threads for one xtb process: all cores the job asked for on its (single) machine."""
-    return int(resources.get('num_mpiprocs_per_machine', 1) or 1) * int(resources.get('num_cores_per_mpiproc', 1) or 1)
-
-
 class XtbCalculation(GrimperiumCalcJob):
     """xtb on one molecule (``structure``) or on every frame of an ``ensemble`` in one job."""
 
@@ -149,8 +144,7 @@ class XtbCalculation(GrimperiumCalcJob):
         calcinfo.codes_info = codes_info
         calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
         calcinfo.retrieve_list = retrieve
-        if 'OMP_NUM_THREADS' not in (options.get('environment_variables') or {}):
-            calcinfo.prepend_text = f'export OMP_NUM_THREADS={threads}'
+        calcinfo.prepend_text = threads_prepend_text(options)
         return calcinfo
 
     def _code_info(self, cmdline: list[str], stdout: str, stderr: str) -> datastructures.CodeInfo:
