@@ -7,6 +7,7 @@ walltime) and get the campaign's ``scheduler`` settings on top (see :func:`sched
 from __future__ import annotations
 
 import copy
+import json
 
 from aiida import orm
 
@@ -35,22 +36,24 @@ def load_codes(settings: dict) -> dict[str, orm.AbstractCode]:
     return codes
 
 
-#: ``--max-active`` when a code runs on a batch scheduler: the cluster, not this machine, runs the jobs.
+#: ``--max-active`` of the commands that submit and return (``campaign submit``, ``rerun``), and of a campaign
+#: whose jobs go to a batch scheduler: the cluster, not this machine, runs the jobs.
 CLUSTER_MAX_ACTIVE = 20
 
 
-def default_max_active(codes: dict[str, orm.AbstractCode]) -> int:
+def default_max_active(codes: dict[str, orm.AbstractCode], feeding: bool = True) -> int:
     """How many molecules a campaign keeps running at once unless ``--max-active`` says otherwise.
 
-    When every job runs on this machine (``core.direct``), the daemon's bookkeeping competes with the jobs for
-    the same cores, and AiiDA's per-commit cost grows with the processes a worker holds: two molecules per core
-    keep the cores busy without that cost (``benchmarks/campaign.py``: 20 small molecules on 2 cores took
-    135 s at 20 active, 99 s at 4, 129 s at 2). On a cluster, the queue is the limit: ``CLUSTER_MAX_ACTIVE``.
+    ``feeding``: the caller waits and submits the next molecule whenever one finishes (``campaign run``). Then,
+    when every job runs on this machine (``core.direct``), two molecules per core: the daemon's bookkeeping
+    competes with the jobs for the same cores, and AiiDA's cost per commit grows with the processes a worker
+    holds, so more at once is slower, not faster (``docs/performance.md``). Otherwise ``CLUSTER_MAX_ACTIVE``:
+    a command that returns at once must not leave most molecules Pending.
     """
     import os
 
     schedulers = {code.computer.scheduler_type for code in codes.values() if code.computer is not None}
-    if schedulers <= {'core.direct'}:
+    if feeding and schedulers <= {'core.direct'}:
         return 2 * (os.cpu_count() or 1)
     return CLUSTER_MAX_ACTIVE
 
@@ -89,34 +92,74 @@ def has_scheduler_overrides(settings: dict) -> bool:
     return any(value is not None for value in (settings.get('scheduler') or {}).values())
 
 
-def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = None):
-    """A builder of the pipeline for ``molecule`` with the campaign ``settings`` (see ``store.DEFAULT_SETTINGS``)."""
+class SharedInputs:
+    """Input nodes that many molecules of a campaign share: stored once, not once per molecule.
+
+    A campaign's molecules differ only in SMILES, charge and multiplicity; the settings (``top_n``, the engine,
+    the protocol parameters, the scheduler options, the ports' defaults) are the same ``Int``/``Str``/``Dict``
+    for all of them. One stored node used as input by many processes is ordinary provenance (like a code), and
+    it saves ~15 node stores per molecule, most of them in the daemon.
+    """
+
+    def __init__(self):
+        self._nodes: dict[tuple, orm.Data] = {}
+
+    def __call__(self, node_class, value):
+        key = (node_class.__name__, json.dumps(value, sort_keys=True))
+        if key not in self._nodes:
+            self._nodes[key] = node_class(value).store()
+        return self._nodes[key]
+
+    def fill_defaults(self, builder, namespace) -> None:
+        """Give every unset port of ``namespace`` that has a default the shared node of that default's value."""
+        for name, port in namespace.items():
+            if name == 'metadata':
+                continue
+            if hasattr(port, 'items'):  # a nested namespace (``mopac.mopac``)
+                if name in builder or port.populate_defaults:
+                    self.fill_defaults(builder[name], port)
+                continue
+            if name not in builder and port.has_default():
+                default = port.default() if callable(port.default) else port.default
+                if isinstance(default, orm.BaseType):
+                    builder[name] = self(type(default), default.value)
+
+
+def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = None, shared: SharedInputs | None = None):
+    """A builder of the pipeline for ``molecule`` with the campaign ``settings`` (see ``store.DEFAULT_SETTINGS``).
+
+    Give the same ``shared`` to the builders of every molecule of a campaign (:class:`SharedInputs`).
+    """
     from ..workchains.pipeline import ConformerToDftWorkChain
 
     codes = codes or load_codes(settings)
+    shared = shared or SharedInputs()
     builder = ConformerToDftWorkChain.get_builder()
     builder.smiles = orm.Str(molecule.smiles)
-    builder.charge = orm.Int(molecule.charge)
-    builder.multiplicity = orm.Int(molecule.multiplicity)
-    builder.top_n = orm.Int(int(settings['top_n']))
+    builder.charge = shared(orm.Int, molecule.charge)
+    builder.multiplicity = shared(orm.Int, molecule.multiplicity)
+    builder.top_n = shared(orm.Int, int(settings['top_n']))
 
-    builder.conformers.engine = orm.Str(settings['engine'])
+    builder.conformers.engine = shared(orm.Str, settings['engine'])
     builder.conformers.xtb_code = codes['xtb']
     if 'crest' in codes:
         builder.conformers.crest_code = codes['crest']
-    builder.conformers.num_conformers = orm.Int(int(settings['num_conformers']))
+    builder.conformers.num_conformers = shared(orm.Int, int(settings['num_conformers']))
     xtb = get_protocol_inputs('xtb', 'balanced')  # the conformer search runs xtb with these options
-    builder.conformers.options = orm.Dict(scheduler_options(settings, xtb['xtb']['metadata']['options']))
+    builder.conformers.options = shared(orm.Dict, scheduler_options(settings, xtb['xtb']['metadata']['options']))
 
     mopac = get_protocol_inputs('mopac', 'balanced')
-    builder.mopac.max_iterations = orm.Int(mopac['max_iterations'])
+    builder.mopac.max_iterations = shared(orm.Int, mopac['max_iterations'])
     builder.mopac.mopac.code = codes['mopac']
-    builder.mopac.mopac.parameters = orm.Dict(mopac['mopac']['parameters'])
+    builder.mopac.mopac.parameters = shared(orm.Dict, mopac['mopac']['parameters'])
     builder.mopac.mopac.metadata.options = scheduler_options(settings, mopac['mopac']['metadata']['options'])
 
     if settings.get('dft'):
         builder.dft.code = codes[settings['dft']]
-        builder.dft.protocol = orm.Str(settings['protocol'])
+        builder.dft.protocol = shared(orm.Str, settings['protocol'])
         if has_scheduler_overrides(settings):  # else the DFT code's own protocol decides
-            builder.dft.options = orm.Dict(scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+            builder.dft.options = shared(orm.Dict, scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+    spec = ConformerToDftWorkChain.spec().inputs
+    shared.fill_defaults(builder.conformers, spec['conformers'])
+    shared.fill_defaults(builder.mopac, spec['mopac'])
     return builder

@@ -162,17 +162,19 @@ def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int | 
     """Submit the pipeline for ``mol_ids`` to the daemon, never more than ``max_active`` at once.
 
     ``max_active`` ``None``: :func:`~aiida_grimperium.campaign.builders.default_max_active` of the campaign's
-    codes. With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
+    codes (a low one with ``wait=True``, which feeds the daemon as molecules finish). With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
     ``campaign submit`` / ``rerun``); with ``wait=True`` it waits for slots to free up, looking every
     ``poll_seconds`` (a count query: cheap, and with the write-ahead log it never blocks the daemon).
     """
     from aiida.engine import submit
 
-    from .builders import default_max_active, load_codes, pipeline_builder
+    from .builders import SharedInputs, default_max_active, load_codes, pipeline_builder
 
     settings = settings_of(group)
+    codes = load_codes(settings)
     if max_active is None:
-        max_active = default_max_active(load_codes(settings))
+        max_active = default_max_active(codes, feeding=wait)
+    shared = SharedInputs()  # the settings' input nodes, stored once for all these molecules
     rows = records(group)
     all_runs = runs(group)
     submitted = []
@@ -182,7 +184,7 @@ def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int | 
                 echo(f'{len(mol_ids) - len(submitted)} molecule(s) left Pending: {max_active} already running')
                 return submitted
             time.sleep(poll_seconds)
-        builder = pipeline_builder(Molecule.model_validate(rows[mol_id]), settings)
+        builder = pipeline_builder(Molecule.model_validate(rows[mol_id]), settings, codes, shared)
         rerun = len(all_runs.get(mol_id, []))
         builder.metadata.label = mol_id
         node = submit(builder)

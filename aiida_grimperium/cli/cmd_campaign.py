@@ -66,6 +66,12 @@ def strictness_option(function):
                         help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped.')(function)
 
 
+max_active_option = click.option(
+    '--max-active', type=click.IntRange(1), default=None,
+    help='Throttle: at most this many molecules running at once. Default: 20; for `campaign run` with every job '
+         'on this machine (core.direct), 2 per core.')
+
+
 def campaign_options(function):
     options = [
         click.option('--group', 'group_name', required=True, help='Name of the campaign (an AiiDA group).'),
@@ -78,8 +84,7 @@ def campaign_options(function):
                      help='Run DFT on the PM7-lowest conformer with this code.'),
         click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True),
         click.option('--max-reruns', type=click.IntRange(0), default=3, show_default=True),
-        click.option('--max-active', type=click.IntRange(1), default=20, show_default=True,
-                     help='Throttle: at most this many molecules running at once.'),
+        max_active_option,
         click.option('--code', 'code_labels', multiple=True, metavar='NAME=LABEL',
                      help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
         scheduler_options,
@@ -203,7 +208,7 @@ def cmd_run(ctx, csv_path, group_name, strict, dry_run, max_active, workers, **s
 
 @cmd_campaign.command('rerun')
 @click.argument('name')
-@click.option('--max-active', type=click.IntRange(1), default=20, show_default=True)
+@max_active_option
 @click.pass_context
 def cmd_rerun(ctx, name, max_active):
     """Rerun failed molecules with reruns left (first), then the ones not yet run."""
@@ -261,10 +266,13 @@ def render_progress(name: str, counts: dict, reached: list[int], total: int, wid
     return '\n'.join(lines)
 
 
-def _watch(group, until_done: bool, interval: float = 3.0) -> None:
+def _watch(group, until_done: bool, interval: float = 1.0) -> None:
+    """Print the progress when it changes; look every ``interval`` s, or less often when a look itself is slow."""
     last_text = None
     while True:
+        start = time.perf_counter()
         counts, reached, total = progress(group)
+        wait = max(interval, 2 * (time.perf_counter() - start))  # a huge campaign: never more than a third of the time
         text = render_progress(group.label, counts, reached, total)
         if text != last_text:
             click.echo(text)
@@ -272,7 +280,7 @@ def _watch(group, until_done: bool, interval: float = 3.0) -> None:
         unfinished = counts.get('Running', 0) + counts.get('Pending', 0)
         if not until_done or unfinished == 0:
             return
-        time.sleep(interval)
+        time.sleep(wait)
 
 
 def _start_daemon(workers: int | None) -> None:
