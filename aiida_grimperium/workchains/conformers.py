@@ -23,6 +23,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
+from ..processes import LinkedOutputsMemo
 from .xtb import XtbBaseWorkChain
 
 ENGINES = ('crest', 'rdkit-xtb')
@@ -179,7 +180,7 @@ class ConformerSearchSteps:
         return self.search_done(outputs)
 
 
-class ConformerSearchWorkChain(ConformerSearchSteps, WorkChain):
+class ConformerSearchWorkChain(ConformerSearchSteps, LinkedOutputsMemo, WorkChain):
     """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
 
     @classmethod

@@ -13,6 +13,8 @@ import importlib
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
+from ..processes import LinkedOutputsMemo
+
 #: ``default_calc_job_plugin`` of the code -> (module, class) of its base workchain.
 BASE_WORKCHAINS = {
     'grimperium.pw': ('aiida_grimperium.workchains.pw', 'PwBaseWorkChain'),
@@ -45,7 +47,7 @@ def extract_energy_and_gap(parameters: orm.Dict) -> dict:
     return results
 
 
-class DftWorkChain(WorkChain):
+class DftWorkChain(LinkedOutputsMemo, WorkChain):
     """Compute a DFT energy (and gap, and relaxed structure) with whichever DFT code ``code`` is."""
 
     @classmethod

@@ -21,6 +21,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..calculations.base import charge_multiplicity
 from ..chemistry import check_charge_multiplicity, smiles_symbols
+from ..processes import LinkedOutputsMemo
 from ..structures import structure_symbols_positions
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
@@ -35,7 +36,7 @@ def duration_seconds(node: orm.ProcessNode) -> float:
     return (node.mtime - node.ctime).total_seconds()
 
 
-class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
+class ConformerToDftWorkChain(ConformerSearchSteps, LinkedOutputsMemo, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
