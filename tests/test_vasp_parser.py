@@ -136,6 +136,21 @@ def test_band_gap_and_fermi_match_pymatgen_on_si():
     assert result['fermi_energy'] == pytest.approx(run.efermi, abs=1e-8)
 
 
+@pytest.mark.parametrize('name', FINISHED)
+def test_eigenvalue_batches_and_feeding_do_not_change_the_result(name, monkeypatch):
+    """The eigenvalue rows are read in batches of k-points and the file may come in any pieces (lines, bytes):
+    a batch of one k-point, single-byte chunks and lines must all give the result of a plain parse."""
+    from aiida_grimperium.parsers.raw import vasp_xml
+
+    path = RUNS[name] / 'vasprun.xml'
+    expected = parse_vasprun(path)
+    data = path.read_bytes()
+    assert vasp_xml.parse_chunks([data[i:i + 1] for i in range(len(data))]) == expected
+    assert vasp_xml.parse_chunks(path.read_text(encoding='latin-1').splitlines(keepends=True)) == expected
+    monkeypatch.setattr(vasp_xml, 'ROW_BATCH', 1)
+    assert parse_vasprun(path) == expected
+
+
 def test_fermi_energy_from_outcar_when_xml_has_no_dos():
     efermi = float(re.findall(r'E-fermi :\s+(\S+)', (RUNS['converged'] / 'OUTCAR').read_text())[-1])
     assert raw.parse_path(RUNS['converged'])['fermi_energy'] == pytest.approx(efermi, abs=1e-8)

@@ -197,15 +197,16 @@ def parse_lines(lines: Iterable[str]) -> dict:
     if job is not None:
         geometry.flush(job)
         jobs.append(job)
-    jobs = [_finish(j, file_ended) for j in jobs]
+    for j in jobs:
+        _finish(j, file_ended)
     result: dict = {'mopac_version': version, 'num_jobs': len(jobs), 'jobs': jobs, 'total_job_time_s': total_time,
                     'ended_normally': file_ended}
     heats = [j.get('heat_of_formation_kcal_mol') for j in jobs]
     result['heats_of_formation_kcal_mol'] = heats
-    known = [(h, i) for i, h in enumerate(heats) if h is not None]
-    if known:
-        lowest, index = min(known)
-        result['lowest_heat_of_formation_kcal_mol'] = lowest
+    # no temporary list of (heat, index) pairs: only the result grows with the number of jobs
+    index = min((i for i, h in enumerate(heats) if h is not None), key=heats.__getitem__, default=None)
+    if index is not None:
+        result['lowest_heat_of_formation_kcal_mol'] = heats[index]
         result['lowest_index'] = index
     result['exit_label'] = _verdict(jobs, file_ended)
     return result

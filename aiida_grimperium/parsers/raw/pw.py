@@ -160,8 +160,9 @@ def _feed(state: _State, line: str) -> None:  # noqa: C901 - one flat dispatch k
     if stripped.startswith('%%%%%'):
         if state.error_lines is None:
             state.error_lines = []
-        else:
-            result['error_messages'].append(_error_message(state.error_lines))
+        else:  # stdout and CRASH repeat a message, a restarted run too: keep each once, as it comes
+            if (message := _error_message(state.error_lines)) not in result['error_messages']:
+                result['error_messages'].append(message)
             state.error_lines = None
         return
     if state.error_lines is not None:
@@ -307,20 +308,19 @@ def _finish(state: _State) -> dict:
     if state.block is not None:
         state.close_block()
     result = state.result
-    trajectory = []
-    for step in result['trajectory']:
+    trajectory, kept = result['trajectory'], 0  # empty steps dropped in place: no copy as long as the run
+    for step in trajectory:
         step.pop('_forces_done', None)
         if step:
-            trajectory.append(step)
-    for previous, step in zip(trajectory, trajectory[1:]):
+            trajectory[kept], kept = step, kept + 1
+    del trajectory[kept:]
+    for previous, step in zip(trajectory, itertools.islice(trajectory, 1, None)):
         # a step that printed no coordinates (the final SCF of a vc-relax, an SCF after a restart) kept them
         for key in ('positions', 'symbols', 'cell'):
             if key not in step and key in previous:
                 step[key] = previous[key]
     if trajectory and result['final_structure'] and 'positions' not in trajectory[-1]:
         trajectory[-1].update({k: v for k, v in result['final_structure'].items() if v is not None})
-    result['trajectory'] = trajectory
-    result['error_messages'] = list(dict.fromkeys(result['error_messages']))  # stdout and CRASH repeat it
     result['number_ionic_steps'] = sum(1 for step in trajectory if 'energy_ry' in step)
     last = next((s for s in reversed(trajectory) if 'forces' in s), {})
     result['forces'], result['total_force'] = last.get('forces'), last.get('total_force')
