@@ -13,11 +13,13 @@ storage backend, 50 000 rows per statement) in exactly the shape a campaign leav
 * its ``output_parameters`` Dict (the summary the pipeline writes) and ``most_stable_hof`` Float, linked with
   ``return`` links under those labels.
 
-The export does not know about the bulk path: it runs its ordinary QueryBuilder queries. Timed are
-``grimperium export`` as a command (a new process: Python start-up, profile load, queries, CSV) and, in this
-process, :func:`export_campaign`; against it the straightforward way, which loads every node of the group
-and reads each run's outputs through the ORM (timed on ``--naive-sample`` molecules and scaled linearly when
-N is larger — it is linear: one node load and one output query per node). Last line::
+The export does not know about the bulk path: it runs its ordinary queries (for this ``core.sqlite_dos`` profile
+the SQLite fast path of :func:`~aiida_grimperium.campaign.readers.read_sqlite`). Timed are ``grimperium export`` as
+a command (a new process: Python start-up, profile load, queries, CSV), in this process :func:`export_campaign`
+and the QueryBuilder way that other storage backends take (:func:`read_querybuilder`; its CSV must be identical);
+against them the straightforward way, which loads every node of the group and reads each run's outputs through
+the ORM (timed on ``--naive-sample`` molecules and scaled linearly when N is larger — it is linear: one node load
+and one output query per node). Last line::
 
     export_seconds=<grimperium export> speedup=<naive / grimperium export>
 
@@ -203,6 +205,7 @@ def main(argv=None) -> None:
     print(f'profile {args.profile}: {orm.QueryBuilder().append(orm.Node).count()} nodes; load average '
           f'{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores')
 
+    from aiida_grimperium.campaign import export
     from aiida_grimperium.campaign.export import export_campaign
 
     out = pathlib.Path('/tmp/grimperium-bench') / f'{label}.csv'
@@ -221,6 +224,17 @@ def main(argv=None) -> None:
     ok = int((table['status'] == 'OK').sum())
     print(f'grimperium export (command, best of 3): {cli_seconds:.2f} s   export_campaign() in-process: {inprocess:.2f} s'
           f'   rows={len(table)} OK={ok}')
+    exported = out.read_bytes()  # by export_campaign()
+    subprocess.run(cmd, env=bench_env(), check=True, capture_output=True)
+    assert out.read_bytes() == exported, 'the command and export_campaign() wrote different files'
+    slow = out.with_name(f'{label}.querybuilder.csv')
+    start = time.perf_counter()
+    header, columns = export.table_columns(export.read_querybuilder(orm.load_group(label)))
+    export.write_atomic(slow, lambda handle: export.write_csv(handle, header, columns))
+    querybuilder = time.perf_counter() - start
+    assert slow.read_bytes() == exported, 'the QueryBuilder way wrote a different file'
+    slow.unlink()
+    print(f'QueryBuilder way (other storage backends; in-process): {querybuilder:.2f} s, the same CSV')
 
     group = orm.load_group(label)
     fraction = min(1.0, args.naive_sample / n)
