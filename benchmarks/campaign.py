@@ -13,7 +13,9 @@
 
 The jobs' own run time is measured inside every job script (the computer's prepend/append text writes the CPU
 time, user + system, of the job's processes — bash ``times`` — next to the outputs): the work the codes did,
-whatever the number of jobs sharing the cores. Last line::
+whatever the number of jobs sharing the cores. It also prints the CPU time of AiiDA's bookkeeping: the daemon
+workers' (read before they stop) and the ``campaign run`` command's; unlike wall time, that changes little when
+other programs load the machine. Last line::
 
     campaign_ratio=<b / a> overhead_s_per_molecule=<(b - sum(job CPU) / workers) / N> grimperium_s=<b> plain_s=<a>
 
