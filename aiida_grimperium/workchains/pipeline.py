@@ -5,9 +5,10 @@ SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre
 conformers in **one** :class:`MopacBaseWorkChain` (one MOPAC job for all of them) → optionally
 :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code given) on the PM7-lowest conformer.
 
-Per molecule of a campaign (rdkit-xtb, no DFT) that is six processes: this workchain, the RDKit embedding,
+Per molecule of a campaign (rdkit-xtb, no DFT) that is seven processes: this workchain, the RDKit embedding,
 ``XtbBaseWorkChain`` + its job, the refinement (which also selects the ``top_n``), ``MopacBaseWorkChain`` + its
-job. AiiDA's bookkeeping grows with processes and links, so the conformer search is not a sub-workchain here.
+job (eight or nine before). AiiDA's bookkeeping grows with processes and links, so the conformer search is not a
+sub-workchain here.
 
 A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
 keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
