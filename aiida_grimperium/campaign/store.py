@@ -162,9 +162,11 @@ def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int | 
     """Submit the pipeline for ``mol_ids`` to the daemon, never more than ``max_active`` at once.
 
     ``max_active`` ``None``: :func:`~aiida_grimperium.campaign.builders.default_max_active` of the campaign's
-    codes (a low one with ``wait=True``, which feeds the daemon as molecules finish). With ``wait=False`` submission stops when the limit is reached (the rest stay ``Pending`` for the next
-    ``campaign submit`` / ``rerun``); with ``wait=True`` it waits for slots to free up, looking every
-    ``poll_seconds`` (a count query: cheap, and with the write-ahead log it never blocks the daemon).
+    codes (a low one with ``wait=True``, which feeds the daemon as molecules finish). With ``wait=False``
+    submission stops when the limit is reached (the rest stay ``Pending`` for the next ``campaign submit`` /
+    ``rerun``); with ``wait=True`` it waits for slots to free up, looking every ``poll_seconds`` (a count query:
+    cheap, and with the write-ahead log it never blocks the daemon). The settings' input nodes are shared by all
+    the molecules (:class:`~aiida_grimperium.campaign.builders.SharedInputs`).
     """
     from aiida.engine import submit
 
