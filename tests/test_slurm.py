@@ -168,7 +168,19 @@ def running_job(workchain: orm.WorkflowNode, attempt: int, timeout: float = 60) 
 
 
 def hit_walltime(job_id: str) -> None:
-    """Make SLURM kill ``job_id`` at its walltime now (its limit shrinks to the time it has run)."""
+    """Make SLURM kill ``job_id`` at its walltime now (its limit shrinks to the time it has run).
+
+    SLURM refuses an end time that is not after the start time ("Invalid time specified") when the job started
+    within the same second; the job is held by the gate, so wait a second and ask again.
+    """
+    for _ in range(5):
+        try:
+            slurm_cli('scontrol', 'update', f'JobId={job_id}', 'EndTime=now')
+            return
+        except subprocess.CalledProcessError as exc:
+            if 'Invalid time specified' not in (exc.stderr or ''):
+                raise
+            time.sleep(1.0)
     slurm_cli('scontrol', 'update', f'JobId={job_id}', 'EndTime=now')
 
 
