@@ -13,7 +13,7 @@ to six processes, whatever the number of conformers.
 
 The steps live in :class:`ConformerSearchSteps`, which :class:`ConformerSearchWorkChain` runs as its outline and
 :class:`~aiida_grimperium.workchains.pipeline.ConformerToDftWorkChain` runs inline: a campaign saves one
-process and some twenty links per molecule, about a fifth of AiiDA's bookkeeping for it.
+process and some twenty links per molecule (AiiDA's bookkeeping grows with both).
 """
 from __future__ import annotations
 
