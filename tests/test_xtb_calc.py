@@ -11,6 +11,7 @@ from aiida.engine import run_get_node
 from aiida.plugins import CalculationFactory
 
 from aiida_grimperium.calculations.xtb import command_line
+from aiida_grimperium.parsers.raw.xtb import STDERR_NAME
 from aiida_grimperium.chemistry import HARTREE_TO_EV, xyz_text
 from aiida_grimperium.structures import make_ensemble, molecule_structure, structure_symbols_positions
 
@@ -197,6 +198,14 @@ def test_xtb_gfn0_crash_is_a_fatal_error(xtb_code, tmp_path):
         assert results['output_parameters']['total_energy_hartree'] == pytest.approx(box_value(proc.stdout, 'TOTAL ENERGY'), abs=1e-10)
     else:
         assert 'Error termination' in proc.stderr
-        assert node.exit_status == 320
-        assert 'Error allocating' in results['output_parameters']['fatal_error'] or results['output_parameters']['fatal_error']
         assert 'XTBPATH' in node.base.repository.get_object_content('_aiidasubmit.sh')
+        # The crash is a failed allocation, and where it strikes varies from run to run: usually the runtime says
+        # `Error termination` on stderr (320, with its message); sometimes the process dies before it can, and the
+        # output is simply cut short (312). Each run must get the exit code of what that run left behind.
+        repository = node.outputs.retrieved.base.repository
+        stderr = repository.get_object_content(STDERR_NAME) if STDERR_NAME in repository.list_object_names() else ''
+        if 'Error termination' in stderr:
+            assert node.exit_status == 320
+            assert results['output_parameters']['fatal_error']
+        else:
+            assert node.exit_status == 312, stderr
