@@ -107,5 +107,7 @@ def cmd_checkpoint(ctx):
     result = checkpoint(load_profile(ctx))
     if result is None:
         click.echo('nothing to do: the profile does not use SQLite storage')
+    elif result[0] < 0:  # SQLite's answer when there is no write-ahead log
+        click.echo('nothing to do: the database is not in write-ahead-log mode (run `grimperium setup`)')
     else:
         click.echo(f'checkpointed {result[1]} of {result[0]} page(s) of the write-ahead log')
