@@ -113,7 +113,10 @@ def kill_workers(client) -> list[int]:
         os.kill(pid, signal.SIGKILL)
 
     def replaced():
-        now = {int(pid) for pid in client.get_worker_info()['info']}
+        info = client.get_worker_info().get('info')  # circus answers without `info` while it restarts workers
+        if info is None:
+            return False
+        now = {int(pid) for pid in info}
         return len(now) == len(before) and not now & before
     wait_for(replaced, 60, 'circus to restart the killed workers')
     return sorted(before)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 
 import numpy as np
@@ -188,10 +189,16 @@ def test_xtb_gfn0_crash_is_a_fatal_error(xtb_code, tmp_path):
     folder = tmp_path / 'hand'
     folder.mkdir()
     (folder / 'in.xyz').write_text(xyz_text(*WATER))
+    # The broken build asks for tens of GB: capped at 4 GiB of address space, by hand and in the job script, the
+    # allocation fails inside xtb (as on a cluster node with a memory limit) instead of the kernel's OOM killer
+    # ending it, or other processes of the machine, at some point.
+    limit = 4 * 1024**3
     proc = subprocess.run(['xtb', 'in.xyz', *command_line(params, 0, 1, 1)], cwd=folder, capture_output=True, text=True,
-                          env={'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin', 'XTBPATH': '/usr/share/xtb'})
+                          env={'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin', 'XTBPATH': '/usr/share/xtb'},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     inputs = {'code': xtb_code, 'structure': molecule_structure(*WATER), 'parameters': orm.Dict(params),
-              'metadata': {'options': {'environment_variables': {'XTBPATH': '/usr/share/xtb'}}}}
+              'metadata': {'options': {'environment_variables': {'XTBPATH': '/usr/share/xtb'},
+                                       'prepend_text': f'ulimit -v {limit // 1024}'}}}
     results, node = run_get_node(CalculationFactory('grimperium.xtb'), **inputs)
     if 'normal termination of xtb' in proc.stderr:  # a fixed xtb build: then the numbers must agree
         assert node.is_finished_ok, node.exit_status
