@@ -70,6 +70,18 @@ def wait_campaign(group: orm.Group, timeout: float) -> dict[str, str]:
                     timeout, f'campaign {group.label}', interval=1.0, nodes=campaign_nodes(group))
 
 
+def calcjob_state(calc: orm.CalcJobNode) -> str:
+    return calc.process_state.value if calc.process_state else 'none'
+
+
+def failure_reports(group: orm.Group) -> dict[str, str]:
+    """The exit status and the process reports of each molecule that did not finish well, for the assertion."""
+    from aiida.cmdline.utils.common import get_workchain_report
+
+    return {wc.base.extras.get('mol_id'): f'{wc.exit_status} {wc.exit_message}\n' + get_workchain_report(wc, 'REPORT')
+            for wc in campaign_nodes(group) if not wc.is_finished_ok}
+
+
 def results(group: orm.Group) -> dict[str, tuple[float, float]]:
     """``{mol_id: (PM7 heat of formation of the most stable conformer, pw.x energy in eV)}``."""
     return {wc.base.extras.get('mol_id'): (wc.outputs.most_stable_hof.value, wc.outputs.dft.energy.value)
@@ -134,7 +146,7 @@ def test_daemon_workers_killed_three_times(undisturbed, slurm_computer, two_work
     final = wait_campaign(group, 300)
 
     assert len(killed) >= 6  # three times both workers
-    assert set(final.values()) == {'OK'}, final
+    assert set(final.values()) == {'OK'}, (final, failure_reports(group))
     expected, got = results(undisturbed), results(group)
     assert got.keys() == expected.keys()
     for mol, (hof, energy) in expected.items():
@@ -156,5 +168,10 @@ def test_daemon_workers_killed_three_times(undisturbed, slurm_computer, two_work
     (results_dir / 'crash_recovery.json').write_text(json.dumps(summary, indent=1))
     assert not duplicates, (duplicates, f'computer scheduler {slurm_computer.scheduler_type}: core.slurm can '
                             'submit twice when a worker dies right after sbatch; grimperium.slurm cannot')
-    assert set(submitted) == set(names)  # every CalcJob submitted exactly once
-    assert all(re.fullmatch(r'\d+', c.get_job_id()) for c in jobs)
+    # every CalcJob that ran was submitted exactly once; a worker killed between storing a new CalcJob and
+    # checkpointing its parent can leave that CalcJob behind never started (its parent launches a new one)
+    started = {name for name, calc in names.items() if calc.get_job_id() is not None}
+    assert started <= set(submitted), (started - set(submitted))
+    never_started = {name: calcjob_state(c) for name, c in names.items() if name not in started}
+    assert not any(names[name].is_finished_ok for name in never_started), never_started  # no result without a job
+    assert all(re.fullmatch(r'\d+', c.get_job_id()) for c in jobs if c.get_job_id() is not None)
