@@ -204,11 +204,11 @@ def test_xtb_gfn0_crash_is_a_fatal_error(xtb_code, tmp_path):
         assert node.is_finished_ok, node.exit_status
         assert results['output_parameters']['total_energy_hartree'] == pytest.approx(box_value(proc.stdout, 'TOTAL ENERGY'), abs=1e-10)
     else:
-        assert 'Error termination' in proc.stderr
+        assert proc.returncode != 0, proc.stderr  # by hand it crashes too
         assert 'XTBPATH' in node.base.repository.get_object_content('_aiidasubmit.sh')
-        # The crash is a failed allocation, and where it strikes varies from run to run: usually the runtime says
-        # `Error termination` on stderr (320, with its message); sometimes the process dies before it can, and the
-        # output is simply cut short (312). Each run must get the exit code of what that run left behind.
+        # The crash follows a failed allocation, and how it ends varies from run to run: usually the runtime says
+        # `Error termination` on stderr (320, with its message); sometimes a segmentation fault ends the process
+        # first, and the output is simply cut short (312). Each run must get the exit code of what it left behind.
         repository = node.outputs.retrieved.base.repository
         stderr = repository.get_object_content(STDERR_NAME) if STDERR_NAME in repository.list_object_names() else ''
         if 'Error termination' in stderr:
