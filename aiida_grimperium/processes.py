@@ -1,25 +1,91 @@
-"""What every grimperium process (CalcJob and WorkChain) adds to AiiDA's ``Process``: less bookkeeping.
+"""What every grimperium process (CalcJob and WorkChain) adds to AiiDA's ``Process``: less link bookkeeping.
 
-AiiDA calls :meth:`Process.update_outputs` on *every* state change of a process (a CalcJob has about ten, a
-workchain two per step), and each call asks the database for the labels of the outputs already linked before
-it links the new ones: one QueryBuilder query per state change, almost always to find that nothing is new. In
-a campaign that was a sixth of the daemon's CPU time (``benchmarks/campaign.py``, py-spy on the workers).
+AiiDA validates every provenance link it adds with database queries, also where the answer is known without
+asking. In a campaign of small molecules that was about a fifth of the daemon's CPU time, and of the time the
+``campaign run`` command spends submitting (``benchmarks/campaign.py``, py-spy on the workers):
 
-:class:`LinkedOutputsMemo` remembers, in the running process, which output labels it has linked, and skips the
-call while nothing new has been attached. The first call of a process object (a new process, or one a worker
-reloaded from its checkpoint after a restart) always does the query, so what is linked is exactly what AiiDA
-would link: only the redundant queries go.
+* **Inputs.** A new process node is not stored yet when its input links are added. AiiDA still runs a
+  recursive cycle-check query for each (no link can lead out of a node that is not stored, so it finds
+  nothing), and checks the new link against the node's cached ones with ``==``, which for ``Int``, ``Float``,
+  ``Str`` and ``Bool`` compares their *values*: two database reads per pair, so quadratic in the number of
+  inputs (a campaign pipeline has 16).
+* **Outputs.** AiiDA calls :meth:`Process.update_outputs` on every state change (a CalcJob has about ten, a
+  workchain two per step). Each call asks for the labels already linked, and each new link is validated
+  with two or three more queries that the first answer already settles.
+
+:class:`LeanLinks` adds the same links with the same labels and types, and refuses what AiiDA refuses: every
+case the shortcut does not cover exactly (a stored node, a cached link, a sealed node) goes through AiiDA's
+own methods unchanged. ``tests/test_processes.py`` compares the graphs link by link.
 """
 from __future__ import annotations
 
+from aiida import orm
+from aiida.common.links import LinkType, validate_link_label
+from aiida.orm.utils.links import LinkTriple
 
-class LinkedOutputsMemo:
-    """Mixin for a ``Process`` subclass (first in the bases): ``update_outputs`` only when there is a new output."""
+
+class LeanLinks:
+    """Mixin for a ``Process`` subclass (first in the bases): input and output links without redundant queries."""
+
+    def _setup_inputs(self) -> None:
+        """AiiDA's own ``_setup_inputs`` (and a CalcJob's, which also sets the computer), with lean input links.
+
+        Only while it runs, and only on this node: ``add_incoming`` of an input link from a stored ``Data`` node
+        to this new, unstored node with a label not yet used goes straight into the node's link cache, which
+        ``store()`` writes. Anything else is AiiDA's ``add_incoming``, checks and errors included.
+        """
+        node = self.node
+        links = node.base.links
+        if node.is_stored or any(link.link_type not in (LinkType.CALL_CALC, LinkType.CALL_WORK)
+                                 for link in links.incoming_cache):
+            return super()._setup_inputs()  # not the situation AiiDA's engine is in here: its full checks
+        labels = set()
+
+        def add_input_link(source, link_type, link_label):
+            if (link_type in (LinkType.INPUT_CALC, LinkType.INPUT_WORK) and isinstance(source, orm.Data)
+                    and source.is_stored and source.backend == node.backend and link_label not in labels
+                    and not node.is_sealed):
+                # unstored target: no cycle possible and no stored links; the label is new: no clash in the cache
+                validate_link_label(link_label)
+                labels.add(link_label)
+                links.incoming_cache.append(LinkTriple(source, link_type, link_label))
+            else:
+                type(links).add_incoming(links, source, link_type, link_label)
+
+        links.add_incoming = add_input_link  # an instance attribute: shadows the method for this node only
+        try:
+            super()._setup_inputs()
+        finally:
+            del links.add_incoming
 
     def update_outputs(self) -> None:
-        labels = set(self._flat_outputs())
+        """Link the outputs added since the last call; nothing at all when there are none."""
+        if self.metadata.store_provenance is False:
+            return
+        outputs = self._flat_outputs()
         linked = getattr(self, '_grimperium_linked_outputs', None)
-        if linked is not None and labels <= linked:
-            return  # every output is linked already: the query would find nothing to do
-        super().update_outputs()
-        self._grimperium_linked_outputs = labels
+        if linked is not None and outputs.keys() <= linked:
+            return  # every output is linked already: AiiDA's query would find nothing to do
+        if linked is None:  # the first call of this process object (new, or reloaded from its checkpoint)
+            linked = set(self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
+                         .all_link_labels())
+        for label, output in outputs.items():
+            if label not in linked:
+                self._link_output(output, label)
+                linked.add(label)
+        self._grimperium_linked_outputs = linked
+
+    def _link_output(self, output: orm.Data, label: str) -> None:
+        """Link one new output: the label is not yet among the node's CREATE and RETURN links (checked above)."""
+        node = self.node
+        usual = not node.is_sealed and node.is_stored and isinstance(output, orm.Data)
+        if usual and isinstance(node, orm.CalculationNode) and not output.is_stored and not output.base.links.incoming_cache:
+            validate_link_label(label)  # a new node: no cycle and no other creator possible
+            output.base.links.incoming_cache.append(LinkTriple(node, LinkType.CREATE, label))
+        elif usual and isinstance(node, orm.WorkflowNode) and output.is_stored:
+            validate_link_label(label)  # RETURN links are not checked for cycles; the label is unique (above)
+            output.backend_entity.add_incoming(node.backend_entity, LinkType.RETURN, label)
+        else:
+            link_type = LinkType.CREATE if isinstance(node, orm.CalculationNode) else LinkType.RETURN
+            output.base.links.add_incoming(node, link_type, label)
+        output.store()

@@ -36,6 +36,15 @@ def aiida_profile(aiida_config, aiida_profile_factory):
 
 
 @pytest.fixture
+def aiida_localhost(aiida_localhost):
+    """AiiDA's ``localhost`` test computer, its commands without a login shell as ``grimperium setup`` does."""
+    from aiida_grimperium.cli.cmd_setup import plain_local_shell
+
+    plain_local_shell(aiida_localhost.label, echo=lambda _: None)
+    return aiida_localhost
+
+
+@pytest.fixture
 def fixtures_dir() -> pathlib.Path:
     return FIXTURES
 

@@ -9,12 +9,12 @@ from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, process_handler, while_
 
 from ..exit_codes import COMMON
-from ..processes import LinkedOutputsMemo
+from ..processes import LeanLinks
 
 CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
 
-class GrimperiumBaseRestartWorkChain(LinkedOutputsMemo, BaseRestartWorkChain):
+class GrimperiumBaseRestartWorkChain(LeanLinks, BaseRestartWorkChain):
     """Run ``_process_class`` until it succeeds, a handler gives up, or ``max_iterations`` is reached."""
 
     _process_class = None

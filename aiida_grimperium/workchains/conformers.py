@@ -23,7 +23,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
-from ..processes import LinkedOutputsMemo
+from ..processes import LeanLinks
 from .xtb import XtbBaseWorkChain
 
 ENGINES = ('crest', 'rdkit-xtb')
@@ -180,7 +180,7 @@ class ConformerSearchSteps:
         return self.search_done(outputs)
 
 
-class ConformerSearchWorkChain(ConformerSearchSteps, LinkedOutputsMemo, WorkChain):
+class ConformerSearchWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
     """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
 
     @classmethod

@@ -22,7 +22,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..calculations.base import charge_multiplicity
 from ..chemistry import check_charge_multiplicity, smiles_symbols
-from ..processes import LinkedOutputsMemo
+from ..processes import LeanLinks
 from ..structures import structure_symbols_positions
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
@@ -37,7 +37,7 @@ def duration_seconds(node: orm.ProcessNode) -> float:
     return (node.mtime - node.ctime).total_seconds()
 
 
-class ConformerToDftWorkChain(ConformerSearchSteps, LinkedOutputsMemo, WorkChain):
+class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
