@@ -30,9 +30,9 @@ class LeanLinks:
     def _setup_inputs(self) -> None:
         """AiiDA's own ``_setup_inputs`` (and a CalcJob's, which also sets the computer), with lean input links.
 
-        Only while it runs, and only on this node: ``add_incoming`` of an input link from a stored ``Data`` node
-        to this new, unstored node with a label not yet used goes straight into the node's link cache, which
-        ``store()`` writes. Anything else is AiiDA's ``add_incoming``, checks and errors included.
+        Only while it runs, and only on this node: ``add_incoming`` of an input link from a ``Data`` node to this
+        new, unstored node with a label not yet used goes straight into the node's link cache, which
+        ``store_all()`` writes. Anything else is AiiDA's ``add_incoming``, checks and errors included.
         """
         node = self.node
         links = node.base.links
@@ -43,9 +43,9 @@ class LeanLinks:
 
         def add_input_link(source, link_type, link_label):
             if (link_type in (LinkType.INPUT_CALC, LinkType.INPUT_WORK) and isinstance(source, orm.Data)
-                    and source.is_stored and source.backend == node.backend and link_label not in labels
-                    and not node.is_sealed):
-                # unstored target: no cycle possible and no stored links; the label is new: no clash in the cache
+                    and source.backend == node.backend and link_label not in labels and not node.is_sealed):
+                # unstored target: no cycle possible and no stored links; the label is new: no clash in the cache.
+                # An unstored source is stored with the node (``store_all``), as on AiiDA's path.
                 validate_link_label(link_label)
                 labels.add(link_label)
                 links.incoming_cache.append(LinkTriple(source, link_type, link_label))

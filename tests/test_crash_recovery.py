@@ -78,8 +78,17 @@ def failure_reports(group: orm.Group) -> dict[str, str]:
     """The exit status and the process reports of each molecule that did not finish well, for the assertion."""
     from aiida.cmdline.utils.common import get_workchain_report
 
-    return {wc.base.extras.get('mol_id'): f'{wc.exit_status} {wc.exit_message}\n' + get_workchain_report(wc, 'REPORT')
-            for wc in campaign_nodes(group) if not wc.is_finished_ok}
+    reports = {}
+    for wc in campaign_nodes(group):
+        if wc.is_finished_ok:
+            continue
+        tree = '\n'.join(f'  {node.process_label}<{node.pk}> {node.process_state} exit {node.exit_status}; '
+                         f'outputs {sorted(node.base.links.get_outgoing().all_link_labels())}'
+                         for node in wc.called_descendants)
+        reports[wc.base.extras.get('mol_id')] = (f'{wc.exit_status} {wc.exit_message}\n{tree}\n'
+                                                 + get_workchain_report(wc, 'REPORT'))
+        print(reports[wc.base.extras.get('mol_id')])  # whole, in the captured output; pytest cuts the assertion
+    return reports
 
 
 def results(group: orm.Group) -> dict[str, tuple[float, float]]:

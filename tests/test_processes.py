@@ -130,7 +130,7 @@ def test_inputs_unstored_or_stored_and_return_links(aiida_profile):
     assert node.is_finished_ok
     assert node.outputs.y.uuid == stored.uuid
     assert [(t.link_type, t.link_label) for t in node.base.links.get_outgoing().all()] == [(LinkType.RETURN, 'y')]
-    fresh = orm.Int(4)  # unstored: AiiDA's own path links it and stores it with the process
+    fresh = orm.Int(4)  # unstored: linked in the cache and stored with the process, as AiiDA does
     _, node = run_get_node(ReturnsInput, x=fresh)
     assert node.is_finished_ok and fresh.is_stored
     assert node.base.links.get_incoming(link_type=LinkType.INPUT_WORK).one().node.uuid == fresh.uuid

@@ -63,19 +63,14 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
         spec.inputs['dft'].validator = None
         spec.inputs.validator = cls.validate_inputs
 
+        # Each outline step costs a checkpoint of the whole workchain and a few commits (AiiDA's bookkeeping), so
+        # the steps between two waits run as one: three steps for a molecule without DFT.
         spec.outline(
-            cls.setup,
-            cls.embed,
-            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
-            cls.inspect_search,
-            cls.refine,
-            cls.run_mopac,
-            cls.inspect_mopac,
-            if_(cls.should_run_dft)(
-                cls.run_dft,
-                cls.inspect_dft,
-            ),
-            cls.results,
+            cls.start,
+            if_(cls.use_crest)(cls.run_crest_after_preoptimization),
+            cls.refine_and_run_mopac,
+            cls.inspect_mopac_then_dft_or_results,
+            if_(cls.should_run_dft)(cls.inspect_dft_and_results),
         )
         spec.output('ensemble', valid_type=orm.TrajectoryData, help='The conformer ensemble, lowest first.')
         spec.output('pm7_parameters', valid_type=orm.Dict, required=False, help="MOPAC's output_parameters.")
@@ -110,6 +105,32 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
             return DftWorkChain.validate_inputs({'code': dft['code'], 'charge': orm.Int(charge),
                                                  'multiplicity': orm.Int(multiplicity)})
         return None
+
+    @staticmethod
+    def in_turn(*steps):
+        """Run ``steps`` one after the other until one returns something (an exit code, or jobs to wait for)."""
+        for step in steps:
+            result = step()
+            if result is not None:
+                return result
+        return None
+
+    def start(self):
+        """Check the molecule, embed it with RDKit and launch the first job of the conformer search."""
+        first_job = self.preoptimize if self.use_crest() else self.run_xtb_ensemble
+        return self.in_turn(self.setup, self.embed, first_job)
+
+    def run_crest_after_preoptimization(self):
+        return self.in_turn(self.inspect_preoptimization, self.run_crest)
+
+    def refine_and_run_mopac(self):
+        return self.in_turn(self.inspect_search, self.refine, self.run_mopac)
+
+    def inspect_mopac_then_dft_or_results(self):
+        return self.in_turn(self.inspect_mopac, self.run_dft if self.should_run_dft() else self.results)
+
+    def inspect_dft_and_results(self):
+        return self.in_turn(self.inspect_dft, self.results)
 
     def set_stage(self, stage: str) -> None:
         self.node.base.extras.set('stage', stage)
