@@ -145,7 +145,8 @@ def test_rdkit_xtb_charged_solvated_from_structure(xtb_code):
 
 def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code, real_code):
     """The campaign pipeline runs the search's steps itself: four sub-processes per molecule, no sub-workchain
-    for the search, and the ``top_n`` conformers MOPAC gets are the ``selected`` output of the refinement."""
+    (the xtb and MOPAC jobs run without restart workchains when they succeed), and the ``top_n`` conformers MOPAC
+    gets are the ``selected`` output of the refinement."""
     from aiida_grimperium.campaign.builders import pipeline_builder
     from aiida_grimperium.campaign.molecules import Molecule
     from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
@@ -156,16 +157,45 @@ def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code,
                                                   settings, codes))
     assert node.is_finished_ok, node.exit_message
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbBaseWorkChain', 'refine_ensemble', 'MopacBaseWorkChain']
+    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'refine_ensemble', 'MopacCalculation']
     refinement = called[2]
     assert results['ensemble'].uuid == refinement.outputs.ensemble.uuid
     assert results['ensemble'].numsteps == 2  # anti and gauche (its mirror image is the same conformer)
-    selected = called[3].inputs.mopac.ensemble
+    selected = called[3].inputs.ensemble
     assert selected.uuid == refinement.outputs.selected.uuid and selected.numsteps == 1
     assert np.allclose(selected.get_positions(), results['ensemble'].get_positions()[:1])
     summary = results['output_parameters'].get_dict()
     assert summary['conformer_search_status'] == 'SUCCESS' and summary['num_conformers'] == results['ensemble'].numsteps
     assert 0 < summary['conformer_search_time_s'] < (node.mtime - node.ctime).total_seconds()
+
+
+def test_pipeline_restarts_a_failed_mopac_job_from_its_failure(xtb_code, real_code):
+    """MOPAC's first job hits its cycle limit (real, 420): MopacBaseWorkChain takes over from that job, its
+    handler restarts from the last geometry with twice the cycles, and the molecule ends well."""
+    from aiida_grimperium.campaign.builders import pipeline_builder
+    from aiida_grimperium.campaign.molecules import Molecule
+    from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
+
+    codes = {'xtb': xtb_code, 'mopac': real_code('mopac', 'grimperium.mopac')}
+    settings = {**DEFAULT_SETTINGS, 'num_conformers': 2, 'top_n': 1}
+    builder = pipeline_builder(Molecule(mol_id='p', smiles='CCCO', charge=0, multiplicity=1), settings, codes)
+    builder.mopac.mopac.parameters = orm.Dict({**builder.mopac.mopac.parameters.get_dict(), 'cycles': 1})
+    builder.mopac.max_iterations = orm.Int(8)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    called = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.process_label for c in called] == [
+        'embed_ensemble', 'XtbCalculation', 'refine_ensemble', 'MopacCalculation', 'MopacBaseWorkChain']
+    first, restart = called[3], called[4]
+    assert first.exit_status == 420 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
+    jobs = sorted(restart.called, key=lambda n: n.ctime)
+    assert jobs[0].inputs.parameters['cycles'] == 2  # the handler saw the first job's failure: no repeat of it
+    # one conformer: MOPAC gives its last geometry as a structure, and the next job starts from it
+    assert jobs[0].inputs.structure.uuid == first.outputs.output_structure.uuid
+    assert jobs[-1].is_finished_ok and [j.exit_status for j in jobs[:-1]] == [420] * (len(jobs) - 1)
+    assert results['most_stable_hof'].value == pytest.approx(
+        jobs[-1].outputs.output_parameters['lowest_heat_of_formation_kcal_mol'], abs=1e-9)
+    assert results['output_parameters']['mopac_status'] == 'OK'
 
 
 def test_pipeline_search_failure_keeps_the_message(xtb_code, real_code):

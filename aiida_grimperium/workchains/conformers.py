@@ -24,6 +24,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
 from ..processes import LeanLinks
+from .base import RestartOnlyOnFailure
 from .xtb import XtbBaseWorkChain
 
 ENGINES = ('crest', 'rdkit-xtb')
@@ -32,7 +33,7 @@ DEFAULT_XTB = {'method': 'gfn2', 'task': 'optimization', 'opt_level': 'tight'}
 DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
 
 
-class ConformerSearchSteps:
+class ConformerSearchSteps(RestartOnlyOnFailure):
     """The steps of a conformer search, for a ``WorkChain`` that provides three hooks.
 
     * :meth:`search_inputs`: the search's inputs (those of :class:`ConformerSearchWorkChain`);
@@ -40,7 +41,8 @@ class ConformerSearchSteps:
     * :meth:`search_done`: receives the outputs of :func:`refine_ensemble`.
 
     Outline: ``validate_search, embed, if_(use_crest)(preoptimize, inspect_preoptimization, run_crest)
-    .else_(run_xtb_ensemble), inspect_search, refine``.
+    .else_(run_xtb_ensemble, if_(search_needs_restart)(restart_search)), inspect_search, refine``. The xtb job
+    of all conformers runs on its own; its :class:`XtbBaseWorkChain` only when it fails (``RestartOnlyOnFailure``).
     """
 
     def search_inputs(self) -> AttributeDict:
@@ -147,9 +149,16 @@ class ConformerSearchSteps:
         return ToContext(search=node)
 
     def run_xtb_ensemble(self):
-        node = self.submit(XtbBaseWorkChain, **self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
+        node = self.submit_first_attempt(XtbBaseWorkChain, self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
         self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
         return ToContext(search=node)
+
+    def search_needs_restart(self):
+        return self.needs_restart(self.ctx.search, XtbBaseWorkChain)
+
+    def restart_search(self):
+        inputs = self._xtb_inputs(ensemble=self.ctx.embedded['ensemble'])
+        return ToContext(search=self.submit_restart(XtbBaseWorkChain, inputs, self.ctx.search))
 
     def inspect_search(self):
         search = self.ctx.search
@@ -208,7 +217,10 @@ class ConformerSearchWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
         spec.outline(
             cls.validate_search,
             cls.embed,
-            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
+            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(
+                cls.run_xtb_ensemble,
+                if_(cls.search_needs_restart)(cls.restart_search),
+            ),
             cls.inspect_search,
             cls.refine,
         )

@@ -56,6 +56,10 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
             self.ctx.inputs.structure = calculation.outputs.output_structure
         elif 'ensemble' in self.ctx.inputs and 'output_ensemble' in calculation.outputs:
             self.ctx.inputs.ensemble = calculation.outputs.output_ensemble
+        elif 'ensemble' in self.ctx.inputs and self.ctx.inputs.ensemble.numsteps == 1 and 'output_structure' in calculation.outputs:
+            # one conformer has no output ensemble, only its structure: go on from that, as a structure
+            del self.ctx.inputs['ensemble']
+            self.ctx.inputs.structure = calculation.outputs.output_structure
 
     @process_handler(priority=600, exit_codes=[MopacCalculation.exit_codes.ERROR_MAX_CYCLES])
     def handle_max_cycles(self, calculation):

@@ -2,13 +2,14 @@
 
 SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre-optimisation: the steps of
 :class:`ConformerSearchWorkChain`, run inline, see :class:`ConformerSearchSteps`) → the ``top_n`` lowest
-conformers in **one** :class:`MopacBaseWorkChain` (one MOPAC job for all of them) → optionally
-:class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code given) on the PM7-lowest conformer.
+conformers in **one** MOPAC job → optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code
+given) on the PM7-lowest conformer.
 
-Per molecule of a campaign (rdkit-xtb, no DFT) that is seven processes: this workchain, the RDKit embedding,
-``XtbBaseWorkChain`` + its job, the refinement (which also selects the ``top_n``), ``MopacBaseWorkChain`` + its
-job (eight or nine before). AiiDA's bookkeeping grows with processes and links, so the conformer search is not a
-sub-workchain here.
+Per molecule of a campaign (rdkit-xtb, no DFT) that is five processes: this workchain, the RDKit embedding, the
+xtb job of all conformers, the refinement (which also selects the ``top_n``) and the MOPAC job. The xtb and
+MOPAC jobs run on their own; their restart workchains (:class:`XtbBaseWorkChain`, :class:`MopacBaseWorkChain`)
+are launched only when a job fails, and take over from that failure (``RestartOnlyOnFailure``). AiiDA's
+bookkeeping grows with processes and links (``docs/performance.md``), hence also no conformer sub-workchain.
 
 A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
 keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
@@ -68,7 +69,9 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
         spec.outline(
             cls.start,
             if_(cls.use_crest)(cls.run_crest_after_preoptimization),
+            if_(cls.search_needs_restart)(cls.restart_search),
             cls.refine_and_run_mopac,
+            if_(cls.mopac_needs_restart)(cls.restart_mopac),
             cls.inspect_mopac_then_dft_or_results,
             if_(cls.should_run_dft)(cls.inspect_dft_and_results),
         )
@@ -176,20 +179,30 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
     def elapsed_seconds(self) -> float:
         return (timezone.now() - self.node.ctime).total_seconds()
 
-    def run_mopac(self):
-        ensemble = self.ctx.selected
+    def mopac_inputs(self) -> AttributeDict:
         inputs = AttributeDict(self.exposed_inputs(MopacBaseWorkChain, 'mopac'))
-        inputs.mopac.ensemble = ensemble
+        inputs.mopac.ensemble = self.ctx.selected
         inputs.mopac.charge = self.inputs.charge
         inputs.mopac.multiplicity = self.inputs.multiplicity
+        return inputs
+
+    def run_mopac(self):
+        """One MOPAC job for the selected conformers; its restart workchain only if it fails."""
         self.set_stage('mopac')
-        node = self.submit(MopacBaseWorkChain, **inputs)
-        self.report(f'launched MopacBaseWorkChain<{node.pk}> on {ensemble.numsteps} conformers')
+        node = self.submit_first_attempt(MopacBaseWorkChain, self.mopac_inputs())
+        self.ctx.mopac_started = node.ctime.timestamp()  # a restart workchain may take over
+        self.report(f'launched {node.process_label}<{node.pk}> on {self.ctx.selected.numsteps} conformers')
         return ToContext(mopac=node)
+
+    def mopac_needs_restart(self):
+        return self.needs_restart(self.ctx.mopac, MopacBaseWorkChain)
+
+    def restart_mopac(self):
+        return ToContext(mopac=self.submit_restart(MopacBaseWorkChain, self.mopac_inputs(), self.ctx.mopac))
 
     def inspect_mopac(self):
         node = self.ctx.mopac
-        self.ctx.summary['mopac_time_s'] = duration_seconds(node)
+        self.ctx.summary['mopac_time_s'] = node.mtime.timestamp() - self.ctx.mopac_started
         if 'output_parameters' in node.outputs:
             parameters = node.outputs.output_parameters
             self.out('pm7_parameters', parameters)
