@@ -9,6 +9,7 @@ then answers with what happened to the job instead of "output incomplete", so th
 """
 from __future__ import annotations
 
+import functools
 import math
 import pathlib
 import re
@@ -35,6 +36,16 @@ class GrimperiumParser(Parser):
 
     #: Key of the code in ``parsers/raw`` and in :mod:`aiida_grimperium.exit_codes`.
     CODE = ''
+
+    @functools.cached_property
+    def retrieved(self) -> orm.FolderData:
+        """The retrieved folder, looked up once: AiiDA's property queries the links at every use, and a parser
+        that copies thirty files of an xtb batch used it sixty times."""
+        return super().retrieved
+
+    @functools.cached_property
+    def _retrieved_names(self) -> tuple[str, ...]:
+        return tuple(self.retrieved.base.repository.list_object_names())
 
     def exit_for(self, label: str | None) -> ExitCode:
         """The CalcJob's exit code for a raw parser's ``exit_label`` (``ExitCode(0)`` for ``None``).
@@ -74,14 +85,15 @@ class GrimperiumParser(Parser):
         return self.retrieved.base.repository.get_object_content(name, mode='r')
 
     def retrieved_names(self) -> list[str]:
-        return self.retrieved.base.repository.list_object_names()
+        return list(self._retrieved_names)
 
     def copy_retrieved(self, names: list[str], destination: pathlib.Path) -> None:
         """Copy retrieved files that exist into ``destination``, so a raw parser can stream them from disk."""
-        present = set(self.retrieved_names())
+        present = set(self._retrieved_names)
+        repository = self.retrieved.base.repository
         for name in names:
             if name in present:
-                with self.retrieved.base.repository.open(name, 'rb') as source, open(destination / name, 'wb') as target:
+                with repository.open(name, 'rb') as source, open(destination / name, 'wb') as target:
                     shutil.copyfileobj(source, target)
 
     def parse_retrieved(self, raw_parse_path, names: list[str], main: str) -> dict:
