@@ -143,6 +143,23 @@ def test_rdkit_xtb_charged_solvated_from_structure(xtb_code):
     assert results['output_parameters']['lowest_energy_hartree'] == pytest.approx(-14.27354387, abs=1e-4)
 
 
+def test_failed_xtb_job_is_taken_over_by_its_restart_workchain(xtb_code):
+    """The xtb job of all conformers hits its cycle limit (real, 500): XtbBaseWorkChain takes over from that job
+    (twice the cycles, from the geometries it reached) and the search ends well, from the restarted job."""
+    results, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCO'), xtb_code=xtb_code,
+                                 num_conformers=orm.Int(3), xtb_parameters=orm.Dict({'cycles': 2}))
+    assert node.is_finished_ok, node.exit_status
+    called = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'XtbBaseWorkChain', 'refine_ensemble']
+    first, restart, refinement = called[1], called[2], called[3]
+    assert first.exit_status == 500 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
+    jobs = sorted(restart.called, key=lambda n: n.ctime)
+    assert jobs[0].inputs.parameters['cycles'] == 4  # the handler's fix of the first job's failure, not a repeat
+    assert jobs[-1].is_finished_ok
+    assert refinement.inputs.ensemble.uuid == jobs[-1].outputs.output_ensemble.uuid
+    assert results['output_parameters']['num_conformers'] >= 1
+
+
 def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code, real_code):
     """The campaign pipeline runs the search's steps itself: four sub-processes per molecule, no sub-workchain
     (the xtb and MOPAC jobs run without restart workchains when they succeed), and the ``top_n`` conformers MOPAC
