@@ -66,9 +66,9 @@ class LeanLinks:
         linked = getattr(self, '_grimperium_linked_outputs', None)
         if linked is not None and outputs.keys() <= linked:
             return  # every output is linked already: AiiDA's query would find nothing to do
-        if linked is None:  # the first call of this process object (new, or reloaded from its checkpoint)
-            linked = set(self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
-                         .all_link_labels())
+        # Something to link: which labels the database has, as AiiDA asks. Asked again each time, because an
+        # earlier run of this process (a worker killed while linking) may have linked some of them already.
+        linked = set(self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).all_link_labels())
         for label, output in outputs.items():
             if label not in linked:
                 self._link_output(output, label)
@@ -76,7 +76,7 @@ class LeanLinks:
         self._grimperium_linked_outputs = linked
 
     def _link_output(self, output: orm.Data, label: str) -> None:
-        """Link one new output: the label is not yet among the node's CREATE and RETURN links (checked above)."""
+        """Link one new output: the label is not among the node's CREATE and RETURN links (just asked)."""
         node = self.node
         usual = not node.is_sealed and node.is_stored and isinstance(output, orm.Data)
         if usual and isinstance(node, orm.CalculationNode) and not output.is_stored and not output.base.links.incoming_cache:

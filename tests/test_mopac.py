@@ -213,6 +213,28 @@ def test_restart_workchain_takes_over_a_failed_job(mopac_code):
         builder.failed_attempt = calcs[-1].outputs.remote_folder
 
 
+def test_outputs_linked_before_a_worker_was_killed_are_kept(mopac_code):
+    """A worker killed while linking the outputs leaves links the reloaded workchain does not have in memory;
+    the workchain must still end well (AiiDA's own ``_attach_outputs`` skipped them: exit 11)."""
+    from aiida.common.links import LinkType
+
+    from aiida_grimperium.workchains.mopac import MopacBaseWorkChain
+
+    class LinkedBeforeKill(MopacBaseWorkChain):
+        def results(self):
+            calculation = self.ctx.children[self.ctx.iteration - 1]
+            # what the killed worker left: this link is in the database, not among the process's outputs
+            calculation.outputs.output_parameters.base.links.add_incoming(self.node, LinkType.RETURN, 'output_parameters')
+            return super().results()
+
+    builder = LinkedBeforeKill.get_builder_from_protocol(mopac_code, stretched_water(), 'fast')
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, (node.exit_status, node.exit_message)
+    returned = [t.link_label for t in node.base.links.get_outgoing(link_type=LinkType.RETURN).all()]
+    assert sorted(returned) == sorted(set(returned)) and 'output_parameters' in returned  # each link once
+    assert results['output_parameters'].uuid == node.called[0].outputs.output_parameters.uuid
+
+
 def test_restart_workchain_recovers_scf_failure(mopac_code):
     """A real SCF failure (410) is recovered by more iterations and a level shift."""
     from aiida_grimperium.workchains.mopac import MopacBaseWorkChain

@@ -67,6 +67,22 @@ class GrimperiumBaseRestartWorkChain(LeanLinks, BaseRestartWorkChain):
                     f'which failed with exit status {calculation.exit_status}')
         return self.inspect_process()
 
+    def _attach_outputs(self, node) -> dict:
+        """Every exposed output of ``node`` on this workchain, also those already linked in the database.
+
+        AiiDA's version skips an output whose link exists. A worker killed while it was linking them leaves some
+        links in the database that the process, reloaded from its last checkpoint, no longer has in memory: the
+        skipped outputs are then missing and the workchain fails with 11 (``ERROR_MISSING_OUTPUT``), although
+        the job succeeded. ``LeanLinks.update_outputs`` links only the labels not yet linked.
+        """
+        outputs = self.get_outputs(node)
+        for name, port in self.spec().outputs.items():
+            if name in outputs:
+                self.out(name, outputs[name])
+            elif port.required:
+                self.report(f'required output `{name}` was not an output of {self.ctx.process_name}<{node.pk}>')
+        return outputs
+
     @process_handler(priority=100, exit_codes=[ExitCode(CANCELLED.status, CANCELLED.label)])
     def handle_scheduler_cancelled(self, calculation):
         """Cancelled from outside (``scancel``, preemption): nothing is wrong with the inputs, so resubmit them."""
