@@ -64,11 +64,12 @@ class LeanLinks:
             return
         outputs = self._flat_outputs()
         linked = getattr(self, '_grimperium_linked_outputs', None)
-        if linked is not None and outputs.keys() <= linked:
-            return  # every output is linked already: AiiDA's query would find nothing to do
+        if not outputs or (linked is not None and outputs.keys() <= linked):
+            return  # nothing new to link: AiiDA's query would find nothing to do
         # Something to link: which labels the database has, as AiiDA asks. Asked again each time, because an
         # earlier run of this process (a worker killed while linking) may have linked some of them already.
-        linked = set(self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN)).all_link_labels())
+        outgoing = self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
+        linked = set(outgoing.all_link_labels())
         for label, output in outputs.items():
             if label not in linked:
                 self._link_output(output, label)

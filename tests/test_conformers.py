@@ -150,7 +150,8 @@ def test_failed_xtb_job_is_taken_over_by_its_restart_workchain(xtb_code):
                                  num_conformers=orm.Int(3), xtb_parameters=orm.Dict({'cycles': 2}))
     assert node.is_finished_ok, node.exit_status
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'XtbBaseWorkChain', 'refine_ensemble']
+    labels = ['embed_ensemble', 'XtbCalculation', 'XtbBaseWorkChain', 'refine_ensemble']
+    assert [c.process_label for c in called] == labels
     first, restart, refinement = called[1], called[2], called[3]
     assert first.exit_status == 500 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
     jobs = sorted(restart.called, key=lambda n: n.ctime)
@@ -174,7 +175,8 @@ def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code,
                                                   settings, codes))
     assert node.is_finished_ok, node.exit_message
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'refine_ensemble', 'MopacCalculation']
+    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'refine_ensemble',
+                                                 'MopacCalculation']
     refinement = called[2]
     assert results['ensemble'].uuid == refinement.outputs.ensemble.uuid
     assert results['ensemble'].numsteps == 2  # anti and gauche (its mirror image is the same conformer)

@@ -48,7 +48,8 @@ def link_summary(node: orm.ProcessNode) -> dict:
         for triple in process.base.links.get_incoming().all():
             other = triple.node
             # inputs are the same stored nodes in both runs; outputs are new nodes with the same content
-            summary[(name, 'in', triple.link_type.value, triple.link_label)] = other.uuid if isinstance(other, orm.Data) else other.process_label
+            key = (name, 'in', triple.link_type.value, triple.link_label)
+            summary[key] = other.uuid if isinstance(other, orm.Data) else other.process_label
         for triple in process.base.links.get_outgoing().all():
             other = triple.node
             key = (name, 'out', triple.link_type.value, triple.link_label)

@@ -56,7 +56,8 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
             self.ctx.inputs.structure = calculation.outputs.output_structure
         elif 'ensemble' in self.ctx.inputs and 'output_ensemble' in calculation.outputs:
             self.ctx.inputs.ensemble = calculation.outputs.output_ensemble
-        elif 'ensemble' in self.ctx.inputs and self.ctx.inputs.ensemble.numsteps == 1 and 'output_structure' in calculation.outputs:
+        elif ('ensemble' in self.ctx.inputs and self.ctx.inputs.ensemble.numsteps == 1
+              and 'output_structure' in calculation.outputs):
             # one conformer has no output ensemble, only its structure: go on from that, as a structure
             del self.ctx.inputs['ensemble']
             self.ctx.inputs.structure = calculation.outputs.output_structure
