@@ -56,10 +56,9 @@ def plain_local_shell(computer_label: str = 'localhost', echo=click.echo) -> boo
     computer = orm.load_computer(computer_label)
     if computer.transport_type != 'core.local':
         return False
-    authinfo = computer.configure()  # the current settings, created if the computer was not configured
-    if authinfo.get_auth_params().get('use_login_shell', True) is False:
+    if computer.get_configuration().get('use_login_shell', True) is False:  # {} when not configured yet
         return False
-    computer.configure(use_login_shell=False)
+    computer.configure(use_login_shell=False)  # keeps the other settings; configures the computer if needed
     echo(f'computer {computer_label}: commands run without a login shell (use_login_shell False)')
     return True
 
