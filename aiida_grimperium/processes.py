@@ -19,8 +19,13 @@ own methods unchanged. ``tests/test_processes.py`` compares the graphs link by l
 """
 from __future__ import annotations
 
+import contextlib
+
+import yaml
+from yaml.cyaml import CEmitter, CParser
 from aiida import orm
 from aiida.common.links import LinkType, validate_link_label
+from aiida.orm.utils import serialize
 from aiida.orm.utils.links import LinkTriple
 
 
@@ -85,8 +90,186 @@ class LeanLinks:
             output.base.links.incoming_cache.append(LinkTriple(node, LinkType.CREATE, label))
         elif usual and isinstance(node, orm.WorkflowNode) and output.is_stored:
             validate_link_label(label)  # RETURN links are not checked for cycles; the label is unique (above)
-            output.backend_entity.add_incoming(node.backend_entity, LinkType.RETURN, label)
+            _add_stored_link(output, node, LinkType.RETURN, label)
         else:
             link_type = LinkType.CREATE if isinstance(node, orm.CalculationNode) else LinkType.RETURN
-            output.base.links.add_incoming(node, link_type, label)
+            links = output.base.links
+            if output.is_stored and node.is_stored and isinstance(output, orm.Data):
+                links.validate_incoming(node, link_type, label)  # AiiDA's checks, then the link as AiiDA adds it
+                node.base.links.validate_outgoing(output, link_type, label)
+                _add_stored_link(output, node, link_type, label)
+            else:
+                links.add_incoming(node, link_type, label)
         output.store()
+
+
+def _add_stored_link(target: orm.Node, source: orm.Node, link_type: LinkType, label: str) -> None:
+    """A link between two stored nodes, committed now unless a transaction is open (AiiDA's storage always commits)."""
+    entity = target.backend_entity
+    session = entity.backend.get_session()
+    if session.in_nested_transaction():
+        entity._add_link(source.backend_entity, link_type, label)  # the savepoint AiiDA's ``add_incoming`` uses
+        session.flush()
+    else:
+        entity.add_incoming(source.backend_entity, link_type, label)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+class _CheckpointDumper(CEmitter, serialize.AiiDADumper):
+    """AiiDA's checkpoint dumper (same representers, same tags) with libyaml's emitter: several times faster."""
+
+    __init__ = yaml.CDumper.__init__
+
+
+class _CheckpointLoader(CParser, serialize.AiiDALoader):
+    """AiiDA's checkpoint loader with libyaml's parser; ``!aiida_node`` tags come from nodes loaded in one query."""
+
+    def __init__(self, stream, nodes: dict):
+        yaml.CLoader.__init__(self, stream)
+        self.nodes = nodes
+
+    def construct_node(self, yaml_node):
+        uuid = self.construct_scalar(yaml_node)
+        return self.nodes[uuid] if uuid in self.nodes else orm.load_node(uuid=uuid)  # not found: AiiDA's error
+
+
+_CheckpointLoader.add_constructor(serialize._NODE_TAG, _CheckpointLoader.construct_node)
+
+
+def _node_uuids(root) -> set[str]:
+    """The UUIDs of the ``!aiida_node`` scalars in a composed YAML document."""
+    uuids, seen, todo = set(), set(), [root]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, yaml.ScalarNode):
+            if item.tag == serialize._NODE_TAG:
+                uuids.add(item.value)
+        elif isinstance(item, yaml.SequenceNode):
+            todo.extend(item.value)
+        elif isinstance(item, yaml.MappingNode):
+            for key, value in item.value:
+                todo.extend((key, value))
+    return uuids
+
+
+class LeanCheckpoints:
+    """Mixin for a ``Process`` subclass: the same checkpoints as AiiDA's, written and read with libyaml.
+
+    AiiDA checkpoints a process on every state change: the whole process as YAML, its inputs as YAML inside
+    it, written by pure-Python PyYAML. A worker that takes a process over reads it back and loads each input
+    node with a query of its own, twice (raw and parsed inputs). Here the same YAML (AiiDA's own dumper and
+    loader classes, so ``verdi process`` tools read it as before) goes through libyaml, and the input nodes
+    come from one query per checkpoint.
+    """
+
+    def encode_input_args(self, inputs: dict) -> str:
+        return yaml.dump(inputs, Dumper=_CheckpointDumper)
+
+    def decode_input_args(self, encoded: str) -> dict:
+        nodes = self.__dict__.setdefault('_grimperium_loaded_nodes', {})
+        loader = _CheckpointLoader(encoded, nodes)
+        try:
+            root = loader.get_single_node()
+            missing = _node_uuids(root) - nodes.keys()
+            if missing:
+                query = orm.QueryBuilder().append(orm.Node, filters={'uuid': {'in': sorted(missing)}}, project=['uuid', '*'])
+                nodes.update(query.all())
+            return loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+
+    def _save_checkpoint(self) -> None:
+        """AiiDA's ``AiiDAPersister.save_checkpoint`` with the libyaml dumper; any other persister: AiiDA's way."""
+        from aiida.engine.persistence import AiiDAPersister
+        from plumpy import get_object_loader
+        from plumpy.persistence import Bundle, LoadSaveContext
+
+        if (not self._enable_persistence or self._state.is_terminal()
+                or type(self.runner.persister) is not AiiDAPersister):
+            return super()._save_checkpoint()
+        try:
+            bundle = Bundle(self, LoadSaveContext(loader=get_object_loader()))
+            self.node.set_checkpoint(yaml.dump(bundle, Dumper=_CheckpointDumper))
+        except Exception:  # noqa: BLE001 - AiiDA's own path: it tries again, and logs a failure the way users know
+            super()._save_checkpoint()
+
+
+# ------------------------------------------------------------------------------------------------ transactions
+
+
+@contextlib.contextmanager
+def write_transaction(backend):
+    """One database transaction for several writes: one commit, and no re-reads of rows in between.
+
+    AiiDA commits each attribute it sets on a stored node, and outside a transaction re-reads a node's row
+    from the database each time one of its fields is read. A state change of a process was four to six
+    commits and a few dozen such reads. On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes
+    the write lock first (waiting for it like any write), so it can never fail half-way because another
+    process wrote since it read (a deferred SQLite transaction that reads, then writes, can). Any error rolls
+    everything back and is raised.
+    """
+    from aiida.storage.psql_dos.backend import PsqlDosBackend
+
+    if not isinstance(backend, PsqlDosBackend):  # (``core.sqlite_dos`` is one too) another storage: AiiDA's commits
+        yield
+        return
+    session = backend.get_session()
+    if session.in_nested_transaction():
+        with backend.transaction():  # inside one already: a savepoint, as AiiDA nests
+            yield
+        return
+    connection = session.connection()
+    if connection.dialect.name == 'sqlite' and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql('BEGIN IMMEDIATE')
+    try:
+        with backend.transaction():
+            yield
+    except BaseException:
+        session.rollback()
+        raise
+
+
+class LeanTransitions:
+    """Mixin for a ``Process`` subclass: each state change, and the creation of the process node, in one transaction.
+
+    ``on_entered`` does what AiiDA's does, in the same order: link the new outputs, record the state, save the
+    checkpoint, stamp the time of the last state change; then plumpy announces the new state. The first four
+    are now one commit, made before the announcement, as AiiDA requires (a parent that hears of it must find
+    the outputs and the state in the database).
+    """
+
+    def on_entered(self, from_state) -> None:
+        from aiida.engine.utils import set_process_state_change_timestamp
+        from plumpy import ProcessState
+        from plumpy.processes import Process as PlumpyProcess
+
+        if self._state.LABEL is ProcessState.EXCEPTED or not self.metadata.store_provenance:
+            return super().on_entered(from_state)
+        node = self.node
+        try:
+            with write_transaction(node.backend):
+                self.update_outputs()
+                node.set_process_state(self._state.LABEL)
+                self._save_checkpoint()
+                set_process_state_change_timestamp(node)
+        except BaseException:
+            node.set_process_state(self._state.LABEL)  # as AiiDA: the state is recorded even when linking fails
+            raise
+        PlumpyProcess.on_entered(self, from_state)
+
+    def _create_and_setup_db_record(self):
+        if not self.metadata.store_provenance:
+            return super()._create_and_setup_db_record()
+        from aiida.manage import get_manager
+
+        with write_transaction(get_manager().get_profile_storage()):
+            return super()._create_and_setup_db_record()
+
+
+class LeanProcess(LeanLinks, LeanCheckpoints, LeanTransitions):
+    """The three mixins: what every grimperium CalcJob and WorkChain puts first in its bases."""

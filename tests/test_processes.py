@@ -1,42 +1,57 @@
-"""``LeanLinks``: the same provenance links as AiiDA's own methods make, with far fewer database queries."""
+"""``LeanProcess``: the same provenance links, states and checkpoints as AiiDA's own methods make, with far fewer
+database queries and commits."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import Process, WorkChain, run_get_node
 
-from aiida_grimperium.processes import LeanLinks
+from aiida_grimperium.processes import LeanCheckpoints, LeanLinks, LeanTransitions, write_transaction
 from aiida_grimperium.structures import structure_from_smiles
 from aiida_grimperium.workchains.mopac import MopacBaseWorkChain
 
 
 @contextlib.contextmanager
 def counting_queries():
-    """Count the SQL statements the profile's storage runs inside the block."""
+    """Count the SQL statements, and the commits, the profile's storage runs inside the block."""
     from sqlalchemy import event
 
     engine = orm.User.collection.get_default().backend.get_session().get_bind()
-    count = {'statements': 0}
+    count = {'statements': 0, 'commits': 0, 'begin_immediate': 0}
 
-    def before(*_):
+    def before(_conn, _cursor, statement, *_):
         count['statements'] += 1
+        count['begin_immediate'] += statement == 'BEGIN IMMEDIATE'
+
+    def commit(_conn):
+        count['commits'] += 1
 
     event.listen(engine, 'before_cursor_execute', before)
+    event.listen(engine, 'commit', commit)
     try:
         yield count
     finally:
         event.remove(engine, 'before_cursor_execute', before)
+        event.remove(engine, 'commit', commit)
+
+
+#: The methods of the three mixins, each of which stands in for AiiDA's method of the same name.
+LEAN_METHODS = {LeanLinks: ('_setup_inputs', 'update_outputs'),
+                LeanCheckpoints: ('encode_input_args', 'decode_input_args', '_save_checkpoint'),
+                LeanTransitions: ('on_entered', '_create_and_setup_db_record')}
 
 
 @pytest.fixture
 def plain_aiida(monkeypatch):
-    """Make ``LeanLinks`` call AiiDA's own ``_setup_inputs`` and ``update_outputs``: the reference."""
+    """Make the mixins call AiiDA's own methods instead of theirs: the reference."""
     def plain(monkeypatch_=monkeypatch):
-        monkeypatch_.setattr(LeanLinks, '_setup_inputs', lambda self: super(LeanLinks, self)._setup_inputs())
-        monkeypatch_.setattr(LeanLinks, 'update_outputs', lambda self: super(LeanLinks, self).update_outputs())
+        for mixin, names in LEAN_METHODS.items():
+            for name in names:
+                monkeypatch_.setattr(mixin, name, lambda self, *a, _m=mixin, _n=name: getattr(super(_m, self), _n)(*a))
     return plain
 
 
@@ -79,17 +94,24 @@ def test_same_links_as_aiida_with_far_fewer_queries(real_code, plain_aiida):
 
     assert lean.is_finished_ok and plain.is_finished_ok, (lean.exit_message, plain.exit_message)
     lean_links, plain_links = link_summary(lean), link_summary(plain)
+    calc = lean.called[0]
     assert lean_links == plain_links
+    for attribute in ('process_state', 'exit_status', 'process_label', 'sealed'):
+        assert lean.base.attributes.get(attribute) == plain.base.attributes.get(attribute)
+        assert calc.base.attributes.get(attribute) == plain.called[0].base.attributes.get(attribute)
+    assert 'checkpoints' not in lean.base.attributes.keys() and 'checkpoints' not in calc.base.attributes.keys()
     assert ('MopacCalculation', 'out', LinkType.CREATE.value, 'output_parameters') in lean_links
     assert ('MopacBaseWorkChain', 'in', LinkType.INPUT_WORK.value, 'mopac__parameters') in lean_links
     # every output of the workchain is its calculation's own node
-    calc = lean.called[0]
     returned = {t.link_label: t.node.uuid for t in lean.base.links.get_outgoing(link_type=LinkType.RETURN).all()}
     created = {t.link_label: t.node.uuid for t in calc.base.links.get_outgoing(link_type=LinkType.CREATE).all()}
     assert returned == created and len(returned) == 4
     # AiiDA spends two or more queries validating each data link (a cycle check, a label check...): they go
     data_links = sum(1 for key in lean_links if key[2] in ('input_calc', 'input_work', 'create', 'return'))
     assert aiida_queries['statements'] - lean_queries['statements'] >= 2 * data_links, (lean_queries, aiida_queries)
+    # a state change is one commit, not four to six (the state, the checkpoint, the timestamp, the outputs...)
+    assert lean_queries['commits'] < 0.6 * aiida_queries['commits'], (lean_queries, aiida_queries)
+    assert lean_queries['begin_immediate'] > 0  # the test profile is SQLite: the write lock is taken first
 
 
 class ReturnsInput(LeanLinks, WorkChain):
@@ -148,6 +170,74 @@ def test_input_link_validation_still_applies(aiida_profile):
 
 def test_process_base_methods_are_the_ones_replaced():
     """The lean methods stand in for these AiiDA methods: if AiiDA renames them, this fails instead of a silent miss."""
-    assert Process._setup_inputs is not LeanLinks._setup_inputs
-    assert Process.update_outputs is not LeanLinks.update_outputs
-    assert MopacBaseWorkChain._setup_inputs is LeanLinks._setup_inputs
+    for mixin, names in LEAN_METHODS.items():
+        for name in names:
+            assert getattr(Process, name) is not getattr(mixin, name)
+            assert getattr(MopacBaseWorkChain, name) is getattr(mixin, name)
+    import inspect
+
+    from aiida.engine.utils import set_process_state_change_timestamp
+    # LeanTransitions.on_entered does the same steps as AiiDA's, in one transaction: the steps are these
+    source = inspect.getsource(Process.on_entered)
+    steps = ('self.update_outputs()', 'self.node.set_process_state(self._state.LABEL)', 'self._save_checkpoint()',
+             'set_process_state_change_timestamp(self.node)', 'super().on_entered(from_state)')
+    position = 0
+    for step in steps:  # each one after the one before (ValueError: AiiDA changed its state changes)
+        position = source.index(step, position)
+    assert set_process_state_change_timestamp.__module__ == 'aiida.engine.utils'
+
+
+def test_checkpoints_read_and_written_by_aiida(aiida_profile, real_code):
+    """A checkpoint written with libyaml is AiiDA's YAML: AiiDA's loader reads it back, and the lean loader reads
+    what AiiDA's dumper wrote, loading all input nodes in one query."""
+    from plumpy.processes import BundleKeys
+
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+    from aiida.orm.utils import serialize
+
+    code = real_code('mopac', 'grimperium.mopac')
+    builder = MopacBaseWorkChain.get_builder_from_protocol(code, structure_from_smiles('CCO'), 'fast')
+    process = instantiate_process(get_manager().get_runner(), builder)  # created: its first checkpoint is saved
+    checkpoint = process.node.checkpoint
+    assert checkpoint and '!aiida_node' in checkpoint
+    bundle = serialize.deserialize_unsafe(checkpoint)  # AiiDA's own (pure-Python) loader
+    assert bundle['_state'] == process.save()['_state'] and bundle['_pid'] == process.pid
+    inputs = serialize.deserialize_unsafe(bundle[BundleKeys.INPUTS_PARSED])
+
+    def node_uuids(mapping, prefix=''):
+        uuids = {}
+        for key, value in mapping.items():
+            if isinstance(value, orm.Node):
+                uuids[prefix + key] = value.uuid
+            elif isinstance(value, Mapping):
+                uuids.update(node_uuids(value, f'{prefix}{key}.'))
+        return uuids
+
+    expected = node_uuids(process.inputs)
+    assert len(expected) >= 6 and node_uuids(inputs) == expected
+
+    encoded = serialize.serialize(dict(process.inputs))  # AiiDA's dumper
+    process.__dict__.pop('_grimperium_loaded_nodes', None)
+    with counting_queries() as queries:
+        decoded = process.decode_input_args(encoded)
+    assert node_uuids(decoded) == expected and serialize.serialize(decoded) == encoded
+    assert queries['statements'] <= 3, queries  # one SELECT for the nodes, in a savepoint (AiiDA: one per node)
+
+
+def test_write_transaction_commits_once_or_rolls_everything_back(aiida_profile):
+    backend = orm.User.collection.get_default().backend
+    with counting_queries() as queries:
+        with write_transaction(backend):
+            first, second = orm.Int(1).store(), orm.Int(2).store()
+            first.base.extras.set('x', 1)
+    assert queries['commits'] == 1 and queries['begin_immediate'] == 1, queries
+    assert orm.load_node(first.pk).base.extras.get('x') == 1 and orm.load_node(second.pk).value == 2
+
+    label = 'grimperium-rolled-back'
+    with pytest.raises(RuntimeError, match='boom'):
+        with write_transaction(backend):
+            orm.Int(3, label=label).store()
+            raise RuntimeError('boom')
+    assert orm.QueryBuilder().append(orm.Int, filters={'label': label}).count() == 0
+    orm.Int(4).store()  # the session is usable again

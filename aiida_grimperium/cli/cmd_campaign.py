@@ -149,8 +149,7 @@ def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_lab
             'max_reruns': max_reruns, 'codes': codes, 'scheduler': scheduler}
 
 
-def _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args):
-    validation = validate_or_exit(csv_path, strict)
+def _prepare(ctx, validation, group_name, dry_run, **settings_args):
     if dry_run:
         click.echo(f'dry run: would submit {len(validation.molecules)} molecule(s) to campaign `{group_name}` with '
                    f'{_settings(**settings_args)}')
@@ -178,7 +177,7 @@ def _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args):
 @click.pass_context
 def cmd_submit(ctx, csv_path, group_name, strict, dry_run, max_active, **settings_args):
     """Validate CSV_PATH and submit its molecules to the daemon (throttled); returns at once."""
-    prepared = _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args)
+    prepared = _prepare(ctx, validate_or_exit(csv_path, strict), group_name, dry_run, **settings_args)
     if prepared is None:
         return
     from ..campaign.store import submit_molecules
@@ -195,13 +194,15 @@ def cmd_submit(ctx, csv_path, group_name, strict, dry_run, max_active, **setting
 @click.pass_context
 def cmd_run(ctx, csv_path, group_name, strict, dry_run, max_active, workers, **settings_args):
     """Like `submit`, but start the daemon if needed and wait with live progress until every molecule has finished."""
-    prepared = _prepare(ctx, csv_path, group_name, strict, dry_run, **settings_args)
+    validation = validate_or_exit(csv_path, strict)
+    daemon = None if dry_run else _start_daemon_in_background(ctx, workers)  # it boots while the nodes are stored
+    prepared = _prepare(ctx, validation, group_name, dry_run, **settings_args)
     if prepared is None:
         return
     from ..campaign.store import submit_molecules
 
     group, todo = prepared
-    _start_daemon(workers)
+    daemon.result()  # started (or already running); an error starting it is raised here
     submit_molecules(group, todo, max_active=max_active, wait=True, echo=click.echo)
     _watch(group, until_done=True)
 
@@ -283,13 +284,26 @@ def _watch(group, until_done: bool, interval: float = 1.0) -> None:
         time.sleep(wait)
 
 
-def _start_daemon(workers: int | None) -> None:
+def _start_daemon_in_background(ctx, workers: int | None):
+    """Start the daemon if it is not running, in a thread: a future whose ``result()`` waits until it runs.
+
+    Starting it takes a few seconds (a new ``verdi`` process, then circus, the broker and the workers), which
+    overlap with reading the CSV and storing the campaign's nodes.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    load_profile(ctx)
     from aiida.engine.daemon.client import get_daemon_client
 
     client = get_daemon_client()
-    if not client.is_daemon_running:
+    executor = ThreadPoolExecutor(max_workers=1)
+    if client.is_daemon_running:
+        future = executor.submit(lambda: None)
+    else:
         click.echo(f'starting the daemon ({workers or 1} worker(s))')
-        client.start_daemon(number_workers=workers or 1)
+        future = executor.submit(client.start_daemon, number_workers=workers or 1)
+    executor.shutdown(wait=False)
+    return future
 
 
 def _ensure_daemon_hint() -> None:

@@ -19,12 +19,12 @@ from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ExitCode, ProcessHandlerReport, process_handler, while_
 
 from ..exit_codes import COMMON
-from ..processes import LeanLinks
+from ..processes import LeanProcess
 
 CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
 
-class GrimperiumBaseRestartWorkChain(LeanLinks, BaseRestartWorkChain):
+class GrimperiumBaseRestartWorkChain(LeanProcess, BaseRestartWorkChain):
     """Run ``_process_class`` until it succeeds, a handler gives up, or ``max_iterations`` is reached."""
 
     _process_class = None

@@ -23,7 +23,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
-from ..processes import LeanLinks
+from ..processes import LeanProcess
 from .base import RestartOnlyOnFailure
 from .xtb import XtbBaseWorkChain
 
@@ -189,7 +189,7 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         return self.search_done(outputs)
 
 
-class ConformerSearchWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
+class ConformerSearchWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
     """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
 
     @classmethod

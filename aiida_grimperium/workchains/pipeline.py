@@ -23,7 +23,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..calculations.base import charge_multiplicity
 from ..chemistry import check_charge_multiplicity, smiles_symbols
-from ..processes import LeanLinks
+from ..processes import LeanProcess
 from ..structures import structure_symbols_positions
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
@@ -38,7 +38,7 @@ def duration_seconds(node: orm.ProcessNode) -> float:
     return (node.mtime - node.ctime).total_seconds()
 
 
-class ConformerToDftWorkChain(ConformerSearchSteps, LeanLinks, WorkChain):
+class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
