@@ -58,12 +58,16 @@ def test_rdkit_xtb_finds_anti_and_gauche_butane(xtb_code, butane_crest):
     assert energies[1] == pytest.approx(butane_crest['conformers'][1]['energy_hartree'], abs=2e-4)
     assert ensemble.base.attributes.get('engine') == 'rdkit-xtb'
     assert sorted(ensemble.get_arraynames()) == LAYOUT_ARRAYS
-    # few processes: embed, one xtb restart workchain (one CalcJob for all conformers), refine
+    # one process: the xtb job embeds the 12 RDKit conformers itself, optimises them all and keeps the two
     called = node.called
-    assert len(called) == 3
-    xtb_jobs = [n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.xtb']
-    assert len(xtb_jobs) == 1 and len(xtb_jobs[0].inputs.ensemble.get_positions()) > 2
+    assert [c.process_label for c in called] == ['XtbCalculation']
+    job = called[0]
+    assert job.inputs.smiles.value == 'CCCC' and job.inputs.embedding['num_conformers'] == 12
+    started_from = [n for n in job.base.repository.list_object_names() if n.startswith('conf') and n.endswith('.xyz')]
+    assert len(started_from) > 2  # the RDKit conformers, kept as the job's input files
+    assert ensemble.uuid == job.outputs.output_ensemble.uuid  # created by the job: provenance unbroken
     params = results['output_parameters']
+    assert params.uuid == job.outputs.output_parameters.uuid and params['num_input_conformers'] == len(started_from)
     assert params['num_conformers'] == 2 and params['population_lowest'] == pytest.approx(ensemble.get_array('populations')[0])
     assert np.allclose([s.position for s in results['lowest_structure'].sites], positions[0])
 
@@ -150,21 +154,21 @@ def test_failed_xtb_job_is_taken_over_by_its_restart_workchain(xtb_code):
                                  num_conformers=orm.Int(3), xtb_parameters=orm.Dict({'cycles': 2}))
     assert node.is_finished_ok, node.exit_status
     called = sorted(node.called, key=lambda n: n.ctime)
-    labels = ['embed_ensemble', 'XtbCalculation', 'XtbBaseWorkChain', 'refine_ensemble']
-    assert [c.process_label for c in called] == labels
-    first, restart, refinement = called[1], called[2], called[3]
+    assert [c.process_label for c in called] == ['XtbCalculation', 'XtbBaseWorkChain']
+    first, restart = called
     assert first.exit_status == 500 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
     jobs = sorted(restart.called, key=lambda n: n.ctime)
     assert jobs[0].inputs.parameters['cycles'] == 4  # the handler's fix of the first job's failure, not a repeat
+    assert jobs[0].inputs.smiles.value == 'CCO' and 'structure' not in jobs[0].inputs  # the same conformers again
     assert jobs[-1].is_finished_ok
-    assert refinement.inputs.ensemble.uuid == jobs[-1].outputs.output_ensemble.uuid
+    assert results['ensemble'].uuid == jobs[-1].outputs.output_ensemble.uuid
     assert results['output_parameters']['num_conformers'] >= 1
 
 
-def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code, real_code):
-    """The campaign pipeline runs the search's steps itself: four sub-processes per molecule, no sub-workchain
-    (the xtb and MOPAC jobs run without restart workchains when they succeed), and the ``top_n`` conformers MOPAC
-    gets are the ``selected`` output of the refinement."""
+def test_pipeline_runs_the_search_inline_and_mopac_on_the_top_n(xtb_code, real_code):
+    """The campaign pipeline runs the search's steps itself: two sub-processes per molecule, the xtb job and the
+    MOPAC job (without restart workchains when they succeed), and MOPAC computes the ``top_n`` lowest conformers
+    of the xtb job's ensemble (its ``num_conformers``)."""
     from aiida_grimperium.campaign.builders import pipeline_builder
     from aiida_grimperium.campaign.molecules import Molecule
     from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
@@ -175,14 +179,14 @@ def test_pipeline_runs_the_search_inline_and_selects_in_the_refinement(xtb_code,
                                                   settings, codes))
     assert node.is_finished_ok, node.exit_message
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['embed_ensemble', 'XtbCalculation', 'refine_ensemble',
-                                                 'MopacCalculation']
-    refinement = called[2]
-    assert results['ensemble'].uuid == refinement.outputs.ensemble.uuid
+    assert [c.process_label for c in called] == ['XtbCalculation', 'MopacCalculation']
+    xtb, mopac = called
+    assert results['ensemble'].uuid == xtb.outputs.output_ensemble.uuid
     assert results['ensemble'].numsteps == 2  # anti and gauche (its mirror image is the same conformer)
-    selected = called[3].inputs.ensemble
-    assert selected.uuid == refinement.outputs.selected.uuid and selected.numsteps == 1
-    assert np.allclose(selected.get_positions(), results['ensemble'].get_positions()[:1])
+    assert mopac.inputs.ensemble.uuid == results['ensemble'].uuid and mopac.inputs.num_conformers.value == 1
+    assert len(mopac.outputs.output_parameters['heats_of_formation_kcal_mol']) == 1  # only the lowest computed
+    input_text = mopac.base.repository.get_object_content('aiida.mop')
+    assert input_text.count('geometry 1 of 1') == 1
     summary = results['output_parameters'].get_dict()
     assert summary['conformer_search_status'] == 'SUCCESS' and summary['num_conformers'] == results['ensemble'].numsteps
     assert 0 < summary['conformer_search_time_s'] < (node.mtime - node.ctime).total_seconds()
@@ -203,9 +207,8 @@ def test_pipeline_restarts_a_failed_mopac_job_from_its_failure(xtb_code, real_co
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == [
-        'embed_ensemble', 'XtbCalculation', 'refine_ensemble', 'MopacCalculation', 'MopacBaseWorkChain']
-    first, restart = called[3], called[4]
+    assert [c.process_label for c in called] == ['XtbCalculation', 'MopacCalculation', 'MopacBaseWorkChain']
+    first, restart = called[1], called[2]
     assert first.exit_status == 420 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
     jobs = sorted(restart.called, key=lambda n: n.ctime)
     assert jobs[0].inputs.parameters['cycles'] == 2  # the handler saw the first job's failure: no repeat of it

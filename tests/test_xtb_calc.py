@@ -216,3 +216,53 @@ def test_xtb_gfn0_crash_is_a_fatal_error(xtb_code, tmp_path):
             assert results['output_parameters']['fatal_error']
         else:
             assert node.exit_status == 312, stderr
+
+
+def test_xtb_embeds_smiles_and_refines_as_the_ensemble_tools_do(xtb_code):
+    """``smiles`` + ``embedding`` + ``refine``: the job starts from exactly RDKit's conformers for that seed, and its
+    ``output_ensemble`` is what :func:`ensembles.refine` keeps of the same job run on those conformers as an
+    ``ensemble`` (both real xtb runs; the same xtb settings give the same numbers to 1e-8 Eh)."""
+    from aiida_grimperium.ensembles import embed_conformers, refine
+
+    xtb = CalculationFactory('grimperium.xtb')
+    params = orm.Dict({'task': 'optimization', 'opt_level': 'normal'})
+    settings = {'energy_window': 6.0, 'rmsd_threshold': 0.125, 'temperature': 298.15, 'engine': 'rdkit-xtb'}
+    options = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
+    results, node = run_get_node(xtb, code=xtb_code, smiles=orm.Str('CCCC'), parameters=params,
+                                 embedding=orm.Dict({'num_conformers': 6, 'seed': 7}), refine=orm.Dict(settings),
+                                 metadata={'options': options})
+    assert node.is_finished_ok, node.exit_status
+    symbols, frames = embed_conformers('CCCC', 6, 7)
+    written = sorted(n for n in node.base.repository.list_object_names() if n.startswith('conf') and n.endswith('.xyz'))
+    assert len(written) == len(frames)
+    first = node.base.repository.get_object_content(written[0]).splitlines()[2:]
+    assert np.allclose([[float(x) for x in line.split()[1:4]] for line in first], frames[0], atol=1e-6)
+
+    reference, plain = run_get_node(xtb, code=xtb_code, ensemble=make_ensemble(symbols, frames), parameters=params,
+                                    metadata={'options': options})
+    assert plain.is_finished_ok
+    expected = refine(reference['output_ensemble'], **settings)
+    refined = results['output_ensemble']
+    assert refined.numsteps == expected.numsteps == 2  # butane: anti and gauche
+    assert np.allclose(refined.get_array('energies_hartree'), expected.get_array('energies_hartree'), atol=1e-8)
+    assert np.allclose(refined.get_positions(), expected.get_positions(), atol=1e-6)
+    out = results['output_parameters']
+    assert out['num_input_conformers'] == len(frames) and out['num_conformers'] == 2
+    assert out['relative_energies_kcal_mol'] == pytest.approx(expected.get_array('relative_energies_kcal_mol').tolist())
+    assert np.allclose([s.position for s in results['output_structure'].sites], refined.get_positions()[0])
+
+
+@pytest.mark.parametrize('inputs, message', [
+    ({'smiles': 'CCO', 'structure': True}, 'exactly one of'),
+    ({'structure': True, 'embedding': {'num_conformers': 2}}, 'with `smiles`'),
+    ({'structure': True, 'refine': {'top_n': 1}}, '`refine` selects among conformers'),
+    ({'smiles': 'CCO', 'refine': {'top': 1}}, "unknown `refine` keys \\['top'\\]"),
+    ({'smiles': 'C1CC'}, 'cannot parse'),
+])
+def test_xtb_smiles_inputs_validated_before_anything_runs(xtb_code, inputs, message):
+    ports = {'code': xtb_code}
+    for name, value in inputs.items():
+        ports[name] = (molecule_structure(*WATER) if name == 'structure' else
+                       orm.Str(value) if name == 'smiles' else orm.Dict(value))
+    with pytest.raises(ValueError, match=message):
+        run_get_node(CalculationFactory('grimperium.xtb'), **ports)

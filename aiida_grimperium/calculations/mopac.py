@@ -87,6 +87,12 @@ def validate_parameters(value: orm.Dict | None, _=None) -> str | None:
     return None
 
 
+def validate_num_conformers(value, _=None) -> str | None:
+    if value is not None and value.value < 1:
+        return f'`num_conformers` must be at least 1, got {value.value}'
+    return None
+
+
 class MopacCalculation(GrimperiumCalcJob):
     """MOPAC on one molecule (``structure``) or on every conformer of an ``ensemble``, in one process."""
 
@@ -101,6 +107,8 @@ class MopacCalculation(GrimperiumCalcJob):
                    help='The molecule (pbc False). Give either this or `ensemble`.')
         spec.input('ensemble', valid_type=orm.TrajectoryData, required=False,
                    help='Conformers of one molecule (the layout of `structures.make_ensemble`), one MOPAC job each.')
+        spec.input('num_conformers', valid_type=orm.Int, required=False, validator=validate_num_conformers,
+                   help='Only the first N frames of `ensemble`: its N lowest, in the ensemble layout (lowest first).')
         spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Total charge.')
         spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
         spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
@@ -136,6 +144,8 @@ class MopacCalculation(GrimperiumCalcJob):
             symbols, positions = structure_symbols_positions(self.inputs.structure)
             return symbols, [positions]
         symbols, frames = ensemble_frames(self.inputs.ensemble)
+        if 'num_conformers' in self.inputs:
+            frames = frames[: self.inputs.num_conformers.value]
         return symbols, list(frames)
 
     def prepare_for_submission(self, folder):

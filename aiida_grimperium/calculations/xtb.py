@@ -4,6 +4,14 @@ A ``structure`` runs as one xtb call; an ``ensemble`` (the layout of :func:`aiid
 runs as **one job** with one xtb call per frame (one ``CodeInfo`` each, run one after the other), each in its own
 ``--namespace confNNNN`` so their files do not collide. An xtb call on a small molecule takes a fraction of a
 second, so batching saves the per-process overhead of AiiDA that one job per conformer would cost.
+
+``smiles`` (with ``embedding``) is an ensemble too: the job embeds the molecule's RDKit ETKDG conformers itself
+(:func:`aiida_grimperium.ensembles.embed_conformers`, deterministic for a seed) and keeps them as its input files.
+``refine`` has the parser keep the conformers a search keeps (energy window, RMSD de-duplication, top-N,
+Boltzmann weights: :func:`aiida_grimperium.ensembles.refine`). With both, the RDKit + xtb conformer search of a
+molecule is this one process, where it was three (embedding, job, refinement), with the same provenance: the
+SMILES and the settings go in, the conformers the job started from are in its repository, and the refined
+ensemble comes out of the job.
 """
 from __future__ import annotations
 
@@ -27,6 +35,10 @@ PARAMETER_KEYS = {
     'method', 'task', 'opt_level', 'solvent', 'solvent_model', 'accuracy', 'iterations', 'cycles',
     'electronic_temperature',
 }
+#: ``embedding``: RDKit ETKDG conformers of ``smiles`` (``prune_rmsd`` in Angstrom).
+EMBEDDING_DEFAULTS = {'num_conformers': 10, 'seed': 0xF00D, 'prune_rmsd': 0.1}
+#: ``refine``: the arguments of :func:`aiida_grimperium.ensembles.refine` (kcal/mol, Angstrom, K).
+REFINE_KEYS = {'energy_window', 'rmsd_threshold', 'mirror_images', 'top_n', 'temperature', 'engine'}
 
 
 def namespace(index: int) -> str:
@@ -60,10 +72,26 @@ def validate_parameters(value, _=None) -> str | None:
 
 
 def validate_inputs(inputs, _=None) -> str | None:
-    """Exactly one of ``structure``/``ensemble``, and a charge/multiplicity some electron count allows."""
-    symbols = molecule_symbols(inputs)
-    if symbols is None:
-        return 'give exactly one of `structure` or `ensemble`'
+    """Exactly one of ``structure``/``ensemble``/``smiles``, and a charge/multiplicity some electron count allows."""
+    if sum(name in inputs for name in ('structure', 'ensemble', 'smiles')) != 1:
+        return 'give exactly one of `structure`, `ensemble` or `smiles`'
+    if 'embedding' in inputs and 'smiles' not in inputs:
+        return '`embedding` is how the conformers of `smiles` are made: give it with `smiles`'
+    if 'refine' in inputs and 'structure' in inputs:
+        return '`refine` selects among conformers: give it with `ensemble` or `smiles`'
+    for name, allowed in (('embedding', EMBEDDING_DEFAULTS.keys()), ('refine', REFINE_KEYS)):
+        unknown = set(inputs[name].keys()) - set(allowed) if name in inputs else set()
+        if unknown:
+            return f'unknown `{name}` keys {sorted(unknown)}; allowed: {sorted(allowed)}'
+    if 'smiles' in inputs:
+        from ..chemistry import smiles_symbols
+
+        try:
+            symbols = smiles_symbols(inputs['smiles'].value)
+        except ValueError as exc:
+            return str(exc)
+    else:
+        symbols = molecule_symbols(inputs)
     return validate_charge_multiplicity(symbols, inputs)
 
 
@@ -101,6 +129,14 @@ class XtbCalculation(GrimperiumCalcJob):
         spec.input('structure', valid_type=orm.StructureData, required=False, help='The molecule.')
         spec.input('ensemble', valid_type=orm.TrajectoryData, required=False,
                    help='Several geometries of one molecule (ensemble layout), all run in this one job.')
+        spec.input('smiles', valid_type=orm.Str, required=False,
+                   help='The molecule as SMILES: the job embeds its RDKit conformers (see `embedding`) and runs them all.')
+        spec.input('embedding', valid_type=orm.Dict, required=False,
+                   help=f'With `smiles`: num_conformers, seed, prune_rmsd (Angstrom); defaults {EMBEDDING_DEFAULTS}.')
+        spec.input('refine', valid_type=orm.Dict, required=False,
+                   help='With many geometries: `output_ensemble` keeps only what this selects: energy_window (kcal/mol), '
+                        'rmsd_threshold (Angstrom), mirror_images, top_n; temperature (K) of the Boltzmann weights; '
+                        'engine (the ensemble\'s label).')
         spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Total charge.')
         spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1),
                    help='Spin multiplicity 2S+1; xtb gets `--uhf multiplicity-1` unpaired electrons.')
@@ -112,9 +148,10 @@ class XtbCalculation(GrimperiumCalcJob):
                     help='energy (eV), total_energy_hartree, homo_lumo_gap_ev, gradient norm, convergence flags; '
                          'for an ensemble per-geometry lists and the lowest.')
         spec.output('output_structure', valid_type=orm.StructureData, required=False,
-                    help='The optimised molecule (task optimization on a structure).')
+                    help='The optimised molecule (task optimization on a structure); with `refine`, its lowest conformer.')
         spec.output('output_ensemble', valid_type=orm.TrajectoryData, required=False,
-                    help='The geometries that succeeded with their energies, lowest first (ensemble input).')
+                    help='The geometries that succeeded with their energies, lowest first (ensemble or smiles input); '
+                         'with `refine`, those it keeps.')
         spec.default_output_node = 'output_parameters'
         cls.declare_exit_codes(spec, EXIT_CODES)
 
@@ -133,7 +170,7 @@ class XtbCalculation(GrimperiumCalcJob):
             codes_info.append(self._code_info([options.input_filename, *args], options.output_filename, STDERR_NAME))
             retrieve += [options.output_filename, STDERR_NAME] + (['xtbopt.xyz'] if optimise else [])
         else:
-            symbols, frames = ensemble_frames(self.inputs.ensemble)
+            symbols, frames = self._conformers()
             for index, frame in enumerate(frames):
                 name = namespace(index)
                 folder.create_file_from_filelike(_text(xyz_text(symbols, frame, name)), f'{name}.xyz', 'w')
@@ -146,6 +183,16 @@ class XtbCalculation(GrimperiumCalcJob):
         calcinfo.retrieve_list = retrieve
         calcinfo.prepend_text = threads_prepend_text(options)
         return calcinfo
+
+    def _conformers(self):
+        """Symbols and frames of the ensemble: the input's, or RDKit's conformers of ``smiles``."""
+        if 'ensemble' in self.inputs:
+            return ensemble_frames(self.inputs.ensemble)
+        from ..ensembles import embed_conformers
+
+        settings = {**EMBEDDING_DEFAULTS, **(self.inputs.embedding.get_dict() if 'embedding' in self.inputs else {})}
+        return embed_conformers(self.inputs.smiles.value, int(settings['num_conformers']), int(settings['seed']),
+                                prune_rmsd=float(settings['prune_rmsd']))
 
     def _code_info(self, cmdline: list[str], stdout: str, stderr: str) -> datastructures.CodeInfo:
         info = datastructures.CodeInfo()

@@ -44,6 +44,15 @@ class GrimperiumParser(Parser):
         return super().retrieved
 
     @functools.cached_property
+    def inputs(self):
+        """The job's input nodes by port name (an ``AttributeDict``), looked up once: each ``self.node.inputs.x``
+        and each ``'x' in self.node.inputs`` is a database query of all the input links."""
+        from aiida.common import AttributeDict
+        from aiida.common.links import LinkType
+
+        return AttributeDict(self.node.base.links.get_incoming(link_type=LinkType.INPUT_CALC).nested())
+
+    @functools.cached_property
     def _retrieved_names(self) -> tuple[str, ...]:
         return tuple(self.retrieved.base.repository.list_object_names())
 

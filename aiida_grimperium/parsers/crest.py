@@ -25,8 +25,8 @@ class CrestParser(GrimperiumParser):
             temperature = result.get('temperature', 298.15)
             known = None if any(e is None for e in energies) else energies
             self.out('output_ensemble', make_ensemble(
-                symbols, frames, known, temperature=temperature, charge=self.node.inputs.charge.value,
-                multiplicity=self.node.inputs.multiplicity.value, engine='crest',
+                symbols, frames, known, temperature=temperature, charge=self.inputs.charge.value,
+                multiplicity=self.inputs.multiplicity.value, engine='crest',
             ))
             lowest = min(range(len(frames)), key=lambda i: energies[i]) if known else 0
             self.out('output_structure', molecule_structure(symbols, frames[lowest]))

@@ -70,7 +70,7 @@ class MopacParser(GrimperiumParser):
         best = jobs[index] if index is not None and jobs[index].get('positions') else with_geometry[0]
         self.out('output_structure', molecule_structure(best['symbols'], best['positions']))
         if len(jobs) > 1 and len(with_geometry) == len(jobs) and len({len(j['symbols']) for j in jobs}) == 1:
-            inputs = self.node.inputs
+            inputs = self.inputs
             ensemble = make_ensemble(
                 jobs[0]['symbols'], [job['positions'] for job in jobs], sort=False, engine='mopac',
                 charge=inputs.charge.value, multiplicity=inputs.multiplicity.value,

@@ -27,11 +27,11 @@ class PwParser(GrimperiumParser):
         parameters = {k: v for k, v in result.items() if k not in ARRAY_KEYS}
         self.out('output_parameters', self.dict_node(parameters))
 
-        structure = self.node.inputs.structure
+        structure = self.inputs.structure
         steps = [s for s in result.get('trajectory', []) if 'energy_ry' in s]
         if steps:
             self.out('output_trajectory', self._trajectory(structure, steps))
-        calculation = self.node.inputs.parameters.get_dict().get('CONTROL', {}).get('calculation', 'scf')
+        calculation = self.inputs.parameters.get_dict().get('CONTROL', {}).get('calculation', 'scf')
         if calculation in ('relax', 'vc-relax', 'md', 'vc-md'):
             last = result.get('final_structure') or next((s for s in reversed(result.get('trajectory', [])) if 'positions' in s), None)
             if last and len(last.get('positions', [])) == len(structure.sites):

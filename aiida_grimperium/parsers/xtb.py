@@ -7,6 +7,7 @@ import tempfile
 import numpy as np
 
 from ..calculations.xtb import namespace
+from ..ensembles import DEFAULT_TEMPERATURE, refine
 from ..structures import ensemble_frames, make_ensemble, molecule_structure
 from .base import GrimperiumParser
 from .raw import xtb as raw
@@ -22,13 +23,13 @@ class XtbParser(GrimperiumParser):
     CODE = 'xtb'
 
     def parse(self, **kwargs):
-        params = self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}
+        params = self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}
         optimise = params.get('task', 'single_point') == 'optimization'
         names = self.retrieved_names()
         with tempfile.TemporaryDirectory() as tmp:
             folder = pathlib.Path(tmp)
             self.copy_retrieved(names, folder)
-            if 'ensemble' in self.node.inputs:
+            if 'structure' not in self.inputs:  # an ensemble, or the conformers of `smiles`
                 return self._parse_batch(folder, optimise)
             stdout = folder / self.node.get_option('output_filename')
             result = raw.parse_run(stdout, folder / raw.STDERR_NAME, folder / 'xtbopt.xyz' if optimise else None)
@@ -41,9 +42,29 @@ class XtbParser(GrimperiumParser):
         self.out('output_parameters', self.dict_node(result))
         return self.exit_for(label)
 
+    def _input_conformers(self, folder: pathlib.Path):
+        """Symbols, frames and temperature of the geometries the job started from: the input ensemble's, or the
+        RDKit conformers of ``smiles`` the job wrote (its input files, kept in the node's repository)."""
+        if 'ensemble' in self.inputs:
+            ensemble = self.inputs.ensemble
+            return (*ensemble_frames(ensemble), ensemble.base.attributes.get('temperature', DEFAULT_TEMPERATURE))
+        repository = self.node.base.repository
+        names = set(repository.list_object_names())
+        frames, symbols = [], None
+        for index in range(len(names)):
+            name = f'{namespace(index)}.xyz'
+            if name not in names:
+                break
+            (folder / name).write_text(repository.get_object_content(name))
+            geometry = raw.read_xyz(folder / name)
+            if geometry is None:
+                break
+            symbols = geometry[0]
+            frames.append(geometry[1])
+        return symbols or [], np.asarray(frames, dtype=float), DEFAULT_TEMPERATURE
+
     def _parse_batch(self, folder: pathlib.Path, optimise: bool):
-        ensemble = self.node.inputs.ensemble
-        symbols, frames = ensemble_frames(ensemble)
+        symbols, frames, temperature = self._input_conformers(folder)
         runs = []
         for index in range(len(frames)):
             stdout, stderr, xtbopt = raw.run_files(folder, namespace(index))
@@ -56,24 +77,43 @@ class XtbParser(GrimperiumParser):
             energies = [runs[i]['total_energy_hartree'] for i in good]
             order = sorted(range(len(good)), key=lambda k: energies[k])
             result['ensemble_order'] = [good[k] for k in order]
-            self.out('output_ensemble', make_ensemble(
-                symbols, [geometries[k] for k in order], [energies[k] for k in order],
-                temperature=ensemble.base.attributes.get('temperature', 298.15),
-                charge=self.node.inputs.charge.value, multiplicity=self.node.inputs.multiplicity.value,
+            ensemble = make_ensemble(
+                symbols, [geometries[k] for k in order], [energies[k] for k in order], temperature=temperature,
+                charge=self.inputs.charge.value, multiplicity=self.inputs.multiplicity.value,
                 engine='xtb', sort=False,
-            ))
+            )
+            if 'refine' in self.inputs:
+                ensemble = self._refine(ensemble, self.inputs.refine.get_dict(), result)
+            self.out('output_ensemble', ensemble)
         if result['failed_geometries'] and good:
             self.logger.warning(f'{len(result["failed_geometries"])} of {len(runs)} geometries failed: {result["failures"]}')
         result['geometries'] = [{k: run.get(k) for k in GEOMETRY_KEYS if run.get(k) is not None} for run in runs]
-        result.update(self._metadata(self.node.inputs.parameters.get_dict() if 'parameters' in self.node.inputs else {}))
+        result.update(self._metadata(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}))
         self.out('output_parameters', self.dict_node(result))
         return self.exit_for(label)
+
+    def _refine(self, ensemble, settings: dict, result: dict):
+        """The conformers ``refine`` keeps, and the lowest as ``output_structure``. ``result`` gets the summary
+        keys of :func:`~aiida_grimperium.ensembles.refine_ensemble` (a conformer search reads the same either way)."""
+        refined = refine(ensemble, **settings)
+        result.update(settings)
+        result.update({'num_input_conformers': ensemble.numsteps, 'num_conformers': refined.numsteps,
+                       'temperature': refined.base.attributes.get('temperature'),
+                       'engine': refined.base.attributes.get('engine')})
+        if refined.numsteps:
+            result['lowest_energy_hartree'] = float(refined.get_array('energies_hartree')[0])
+            result['relative_energies_kcal_mol'] = refined.get_array('relative_energies_kcal_mol').tolist()
+            result['populations'] = refined.get_array('populations').tolist()
+            result['population_lowest'] = result['populations'][0]
+            symbols, frames = ensemble_frames(refined)
+            self.out('output_structure', molecule_structure(symbols, frames[0]))
+        return refined
 
     def _metadata(self, params: dict) -> dict:
         return {
             'method': str(params.get('method', 'gfn2')).lower(),
             'task': params.get('task', 'single_point'),
-            'charge': self.node.inputs.charge.value,
-            'multiplicity': self.node.inputs.multiplicity.value,
+            'charge': self.inputs.charge.value,
+            'multiplicity': self.inputs.multiplicity.value,
             'solvent': params.get('solvent'),
         }

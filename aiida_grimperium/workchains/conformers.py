@@ -1,15 +1,20 @@
 """``grimperium.conformers``: SMILES (or a structure) → a ranked conformer ensemble, with CREST or RDKit + xtb.
 
-Steps: validate (SMILES, charge/multiplicity: refused before any job runs) → RDKit 3D embedding (one
-calcfunction) → search → ensemble tools (one calcfunction). The two engines:
+Steps: validate (SMILES, charge/multiplicity: refused before any job runs) → search → ensemble tools (energy
+window, heavy-atom RMSD de-duplication, top-N, Boltzmann weights: :func:`aiida_grimperium.ensembles.refine`).
+The two engines:
 
-* ``crest``: xtb pre-optimisation of the embedded geometry (one :class:`XtbBaseWorkChain`), then one CREST job.
-* ``rdkit-xtb``: ``num_conformers`` RDKit ETKDG conformers, all optimised with xtb in **one** job (the xtb
-  optimisation is the pre-optimisation and the search at once).
+* ``rdkit-xtb``: **one** xtb job does it all. From ``smiles`` it embeds ``num_conformers`` RDKit ETKDG
+  conformers itself, optimises them all with xtb (the pre-optimisation and the search at once), and its parser
+  keeps the conformers the ensemble tools keep (:class:`~aiida_grimperium.calculations.xtb.XtbCalculation`'s
+  ``smiles``, ``embedding`` and ``refine`` inputs). From a ``structure``, the RDKit embedding is a calcfunction
+  first (:func:`~aiida_grimperium.ensembles.embed_ensemble`, bonds perceived from the geometry).
+* ``crest``: RDKit embedding (the calcfunction), xtb pre-optimisation (one :class:`XtbBaseWorkChain`), one
+  CREST job, then :func:`~aiida_grimperium.ensembles.refine_ensemble` (one calcfunction).
 
-Both end in :func:`aiida_grimperium.ensembles.refine_ensemble` (energy window, heavy-atom RMSD de-duplication,
-top-N, Boltzmann weights), so their ``ensemble`` outputs have exactly the same layout. A molecule costs five
-to six processes, whatever the number of conformers.
+Both give ``ensemble`` outputs of exactly the same layout, and ``output_parameters`` with the same summary
+keys. A molecule from SMILES costs two processes with rdkit-xtb (this workchain and the job), whatever the
+number of conformers: AiiDA's bookkeeping of a process costs more than embedding or refining a small molecule.
 
 The steps live in :class:`ConformerSearchSteps`, which :class:`ConformerSearchWorkChain` runs as its outline and
 :class:`~aiida_grimperium.workchains.pipeline.ConformerToDftWorkChain` runs inline: a campaign saves one
@@ -38,11 +43,13 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
 
     * :meth:`search_inputs`: the search's inputs (those of :class:`ConformerSearchWorkChain`);
     * :meth:`search_failed`: the exit code to return for one of :class:`ConformerSearchWorkChain`'s exit codes;
-    * :meth:`search_done`: receives the outputs of :func:`refine_ensemble`.
+    * :meth:`search_done`: receives ``ensemble``, ``lowest_structure`` and ``output_parameters``.
 
     Outline: ``validate_search, embed, if_(use_crest)(preoptimize, inspect_preoptimization, run_crest)
     .else_(run_xtb_ensemble, if_(search_needs_restart)(restart_search)), inspect_search, refine``. The xtb job
     of all conformers runs on its own; its :class:`XtbBaseWorkChain` only when it fails (``RestartOnlyOnFailure``).
+    ``embed`` does nothing when the xtb job embeds the SMILES itself, ``refine`` nothing but collect the outputs
+    when it refined them itself.
     """
 
     def search_inputs(self) -> AttributeDict:
@@ -89,8 +96,14 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
     def use_crest(self):
         return self.search_inputs().engine.value == 'crest'
 
+    def xtb_embeds(self) -> bool:
+        """rdkit-xtb from SMILES: the xtb job embeds the conformers itself."""
+        return not self.use_crest() and 'smiles' in self.search_inputs()
+
     def embed(self):
-        """RDKit ETKDG: many conformers for rdkit-xtb, one starting geometry for CREST."""
+        """RDKit ETKDG (a calcfunction): many conformers of a structure for rdkit-xtb, one geometry for CREST."""
+        if self.xtb_embeds():
+            return None
         inputs = self.search_inputs()
         parameters = {
             'num_conformers': 1 if self.use_crest() else inputs.num_conformers.value,
@@ -148,8 +161,18 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         self.report(f'CREST conformer search: {node.process_label}<{node.pk}>')
         return ToContext(search=node)
 
+    def _search_job_inputs(self) -> dict:
+        """The xtb job of rdkit-xtb: the conformers (SMILES and embedding, or the embedded ensemble) and ``refine``."""
+        inputs = self.search_inputs()
+        if self.xtb_embeds():
+            geometry = {'smiles': inputs.smiles,
+                        'embedding': orm.Dict({'num_conformers': inputs.num_conformers.value, 'seed': inputs.seed.value})}
+        else:
+            geometry = {'ensemble': self.ctx.embedded['ensemble']}
+        return self._xtb_inputs(**geometry, refine=orm.Dict(self.refine_parameters()))
+
     def run_xtb_ensemble(self):
-        node = self.submit_first_attempt(XtbBaseWorkChain, self._xtb_inputs(ensemble=self.ctx.embedded['ensemble']))
+        node = self.submit_first_attempt(XtbBaseWorkChain, self._search_job_inputs())
         self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
         return ToContext(search=node)
 
@@ -157,8 +180,7 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         return self.needs_restart(self.ctx.search, XtbBaseWorkChain)
 
     def restart_search(self):
-        inputs = self._xtb_inputs(ensemble=self.ctx.embedded['ensemble'])
-        return ToContext(search=self.submit_restart(XtbBaseWorkChain, inputs, self.ctx.search))
+        return ToContext(search=self.submit_restart(XtbBaseWorkChain, self._search_job_inputs(), self.ctx.search))
 
     def inspect_search(self):
         search = self.ctx.search
@@ -167,7 +189,7 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
             return self.search_failed('ERROR_SEARCH_FAILED')
 
     def refine_parameters(self) -> dict:
-        """The parameters of :func:`refine_ensemble`; the pipeline adds ``select_top``."""
+        """The parameters of :func:`~aiida_grimperium.ensembles.refine` (the xtb job's ``refine``)."""
         inputs = self.search_inputs()
         parameters = {
             'energy_window': inputs.energy_window.value,
@@ -180,8 +202,16 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         return parameters
 
     def refine(self):
-        """Energy window, RMSD de-duplication, top-N and Boltzmann weights in one calcfunction."""
-        outputs = refine_ensemble(self.ctx.search.outputs.output_ensemble, orm.Dict(self.refine_parameters()))
+        """Energy window, RMSD de-duplication, top-N and Boltzmann weights: done by the xtb job (rdkit-xtb), or by
+        one calcfunction on CREST's ensemble."""
+        search = self.ctx.search.outputs
+        if self.use_crest():
+            outputs = refine_ensemble(search.output_ensemble, orm.Dict(self.refine_parameters()))
+        elif 'output_structure' in search:
+            outputs = {'ensemble': search.output_ensemble, 'lowest_structure': search.output_structure,
+                       'output_parameters': search.output_parameters}
+        else:
+            outputs = {}
         if 'lowest_structure' not in outputs:
             return self.search_failed('ERROR_EMPTY_ENSEMBLE')
         params = outputs['output_parameters']

@@ -56,11 +56,16 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
             self.ctx.inputs.structure = calculation.outputs.output_structure
         elif 'ensemble' in self.ctx.inputs and 'output_ensemble' in calculation.outputs:
             self.ctx.inputs.ensemble = calculation.outputs.output_ensemble
-        elif ('ensemble' in self.ctx.inputs and self.ctx.inputs.ensemble.numsteps == 1
-              and 'output_structure' in calculation.outputs):
+        elif 'ensemble' in self.ctx.inputs and self.computed_frames() == 1 and 'output_structure' in calculation.outputs:
             # one conformer has no output ensemble, only its structure: go on from that, as a structure
             del self.ctx.inputs['ensemble']
+            self.ctx.inputs.pop('num_conformers', None)
             self.ctx.inputs.structure = calculation.outputs.output_structure
+
+    def computed_frames(self) -> int:
+        """How many frames of the input ensemble the MOPAC job computes."""
+        count = self.ctx.inputs.ensemble.numsteps
+        return min(count, self.ctx.inputs.num_conformers.value) if 'num_conformers' in self.ctx.inputs else count
 
     @process_handler(priority=600, exit_codes=[MopacCalculation.exit_codes.ERROR_MAX_CYCLES])
     def handle_max_cycles(self, calculation):

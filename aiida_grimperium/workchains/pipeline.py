@@ -5,11 +5,12 @@ SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre
 conformers in **one** MOPAC job → optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code
 given) on the PM7-lowest conformer.
 
-Per molecule of a campaign (rdkit-xtb, no DFT) that is five processes: this workchain, the RDKit embedding, the
-xtb job of all conformers, the refinement (which also selects the ``top_n``) and the MOPAC job. The xtb and
-MOPAC jobs run on their own; their restart workchains (:class:`XtbBaseWorkChain`, :class:`MopacBaseWorkChain`)
-are launched only when a job fails, and take over from that failure (``RestartOnlyOnFailure``). AiiDA's
-bookkeeping grows with processes and links (``docs/performance.md``), hence also no conformer sub-workchain.
+Per molecule of a campaign (rdkit-xtb from SMILES, no DFT) that is three processes: this workchain, the xtb job
+(which embeds the RDKit conformers, optimises them all and keeps the refined ensemble) and the MOPAC job (on the
+``top_n`` lowest of that ensemble: its ``num_conformers``). The xtb and MOPAC jobs run on their own; their
+restart workchains (:class:`XtbBaseWorkChain`, :class:`MopacBaseWorkChain`) are launched only when a job fails,
+and take over from that failure (``RestartOnlyOnFailure``). AiiDA's bookkeeping grows with processes and links
+(``docs/performance.md``), hence also no conformer sub-workchain.
 
 A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
 keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
@@ -52,8 +53,8 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
                    help='How many of the lowest conformers MOPAC computes (in one job).')
         spec.expose_inputs(ConformerSearchWorkChain, namespace='conformers',
                            exclude=('smiles', 'structure', 'charge', 'multiplicity'))
-        spec.expose_inputs(MopacBaseWorkChain, namespace='mopac',
-                           exclude=('mopac.structure', 'mopac.ensemble', 'mopac.charge', 'mopac.multiplicity'))
+        spec.expose_inputs(MopacBaseWorkChain, namespace='mopac', exclude=(
+            'mopac.structure', 'mopac.ensemble', 'mopac.num_conformers', 'mopac.charge', 'mopac.multiplicity'))
         spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure', 'charge', 'multiplicity'),
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Give `dft.code` to run DFT on the PM7-lowest conformer.'})
@@ -162,15 +163,11 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         self.ctx.summary['error_message'] = f'conformer search: {exit_code.message}'
         return self.fail(self.exit_codes.ERROR_CONFORMER_SEARCH_FAILED)
 
-    def refine_parameters(self) -> dict:
-        return {**super().refine_parameters(), 'select_top': self.inputs.top_n.value}
-
     def search_done(self, outputs: dict) -> None:
         self.ctx.summary['conformer_search_time_s'] = self.elapsed_seconds()
         ensemble = outputs['ensemble']
         self.out('ensemble', ensemble)
-        # the `top_n` lowest, selected by the same calcfunction when there are more: the selection stays in the graph
-        self.ctx.selected = outputs.get('selected', ensemble)
+        self.ctx.ensemble = ensemble
         self.ctx.summary['conformer_search_status'] = 'SUCCESS'
         self.ctx.summary['num_conformers'] = ensemble.numsteps
         if 'relative_energies_kcal_mol' in ensemble.get_arraynames():
@@ -181,7 +178,9 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
 
     def mopac_inputs(self) -> AttributeDict:
         inputs = AttributeDict(self.exposed_inputs(MopacBaseWorkChain, 'mopac'))
-        inputs.mopac.ensemble = self.ctx.selected
+        inputs.mopac.ensemble = self.ctx.ensemble
+        if self.ctx.ensemble.numsteps > self.inputs.top_n.value:
+            inputs.mopac.num_conformers = self.inputs.top_n  # the job computes only the `top_n` lowest
         inputs.mopac.charge = self.inputs.charge
         inputs.mopac.multiplicity = self.inputs.multiplicity
         return inputs
@@ -191,7 +190,8 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         self.set_stage('mopac')
         node = self.submit_first_attempt(MopacBaseWorkChain, self.mopac_inputs())
         self.ctx.mopac_started = node.ctime.timestamp()  # a restart workchain may take over
-        self.report(f'launched {node.process_label}<{node.pk}> on {self.ctx.selected.numsteps} conformers')
+        count = min(self.ctx.ensemble.numsteps, self.inputs.top_n.value)
+        self.report(f'launched {node.process_label}<{node.pk}> on {count} conformers')
         return ToContext(mopac=node)
 
     def mopac_needs_restart(self):

@@ -83,7 +83,7 @@ class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
         if 'cycles' in params:
             params['cycles'] = 2 * int(params['cycles'])
             self.ctx.inputs.parameters = orm.Dict(params)
-        if 'output_structure' in calculation.outputs:
+        if 'structure' in self.ctx.inputs and 'output_structure' in calculation.outputs:
             self.ctx.inputs.structure = calculation.outputs.output_structure
             where = 'its last geometry'
         else:
