@@ -11,7 +11,7 @@ from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_a
 def test_local_jobs_two_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):
     local = orm.InstalledCode(label='true-local', computer=aiida_localhost, filepath_executable='/bin/true').store()
     assert aiida_localhost.scheduler_type == 'core.direct'
-    assert default_max_active({'xtb': local, 'mopac': local}) == 2 * os.cpu_count()
+    assert default_max_active({"xtb": local, "mopac": local}) == 8 * os.cpu_count()
     assert default_max_active({'xtb': local, 'mopac': local}, feeding=False) == CLUSTER_MAX_ACTIVE  # `submit` returns
 
     cluster = orm.Computer(label='throttle-cluster', hostname='localhost', transport_type='core.local',

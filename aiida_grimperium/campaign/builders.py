@@ -45,16 +45,16 @@ def default_max_active(codes: dict[str, orm.AbstractCode], feeding: bool = True)
     """How many molecules a campaign keeps running at once unless ``--max-active`` says otherwise.
 
     ``feeding``: the caller waits and submits the next molecule whenever one finishes (``campaign run``). Then,
-    when every job runs on this machine (``core.direct``), two molecules per core: the daemon's bookkeeping
-    competes with the jobs for the same cores, and AiiDA's cost per commit grows with the processes a worker
-    holds, so more at once is slower, not faster (``docs/performance.md``). Otherwise ``CLUSTER_MAX_ACTIVE``:
-    a command that returns at once must not leave most molecules Pending.
+    when every job runs on this machine (``core.direct``), eight molecules per core. A molecule spends most of
+    its time waiting (for a scheduler poll, for the daemon to take its next step), so a few per core leave the
+    cores idle; many more only queue up in the daemon, which keeps them all in memory (``docs/performance.md``).
+    Otherwise ``CLUSTER_MAX_ACTIVE``: a command that returns at once must not leave most molecules Pending.
     """
     import os
 
     schedulers = {code.computer.scheduler_type for code in codes.values() if code.computer is not None}
     if feeding and schedulers <= {'core.direct'}:
-        return 2 * (os.cpu_count() or 1)
+        return 8 * (os.cpu_count() or 1)
     return CLUSTER_MAX_ACTIVE
 
 

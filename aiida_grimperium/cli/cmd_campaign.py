@@ -202,7 +202,7 @@ def cmd_run(ctx, csv_path, group_name, strict, dry_run, max_active, workers, **s
     from ..campaign.store import submit_molecules
 
     group, todo = prepared
-    daemon.result()  # started (or already running); an error starting it is raised here
+    _await_daemon(daemon, workers)
     submit_molecules(group, todo, max_active=max_active, wait=True, echo=click.echo)
     _watch(group, until_done=True)
 
@@ -267,7 +267,7 @@ def render_progress(name: str, counts: dict, reached: list[int], total: int, wid
     return '\n'.join(lines)
 
 
-def _watch(group, until_done: bool, interval: float = 1.0) -> None:
+def _watch(group, until_done: bool, interval: float = 0.5) -> None:
     """Print the progress when it changes; look every ``interval`` s, or less often when a look itself is slow."""
     last_text = None
     while True:
@@ -285,25 +285,34 @@ def _watch(group, until_done: bool, interval: float = 1.0) -> None:
 
 
 def _start_daemon_in_background(ctx, workers: int | None):
-    """Start the daemon if it is not running, in a thread: a future whose ``result()`` waits until it runs.
+    """Start ``verdi daemon start`` in a process of its own unless the daemon runs; return it (or ``None``).
 
-    Starting it takes a few seconds (a new ``verdi`` process, then circus, the broker and the workers), which
-    overlap with reading the CSV and storing the campaign's nodes.
+    Starting the daemon takes seconds (``verdi``, circus, the broker and the workers each import AiiDA), which
+    then overlap with this command's own start (reading the CSV, storing the campaign's nodes) on another core.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import subprocess
 
-    load_profile(ctx)
+    from aiida.manage.configuration import get_config
+
+    profile = load_profile(ctx)
+    if pathlib.Path(get_config().filepaths(profile)['circus']['pid']).exists():
+        return None  # running (or a stale file, which `_await_daemon` sees to)
+    click.echo(f'starting the daemon ({workers or 1} worker(s))')
+    return subprocess.Popen([sys.executable, '-m', 'aiida', '-p', profile.name, 'daemon', 'start', str(workers or 1)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _await_daemon(starting, workers: int | None) -> None:
+    """Wait for the daemon started by :func:`_start_daemon_in_background`; start it here if it still is not running."""
     from aiida.engine.daemon.client import get_daemon_client
 
+    output = starting.communicate()[0] if starting is not None else ''
     client = get_daemon_client()
-    executor = ThreadPoolExecutor(max_workers=1)
-    if client.is_daemon_running:
-        future = executor.submit(lambda: None)
-    else:
-        click.echo(f'starting the daemon ({workers or 1} worker(s))')
-        future = executor.submit(client.start_daemon, number_workers=workers or 1)
-    executor.shutdown(wait=False)
-    return future
+    if not client.is_daemon_running:
+        try:
+            client.start_daemon(number_workers=workers or 1)
+        except Exception as exc:  # noqa: BLE001 - say what `verdi daemon start` said, then AiiDA's own error
+            raise click.ClickException(f'the daemon did not start: {exc}\n{output}'.rstrip())
 
 
 def _ensure_daemon_hint() -> None:
