@@ -1,8 +1,15 @@
-"""What every grimperium process (CalcJob and WorkChain) adds to AiiDA's ``Process``: less link bookkeeping.
+"""What every grimperium process (CalcJob and WorkChain) adds to AiiDA's ``Process``: less bookkeeping.
+
+Three mixins, together :class:`LeanProcess`; each keeps AiiDA's results (links, states, checkpoints) and cuts
+the database work and CPU AiiDA spends on them (``benchmarks/campaign.py``, py-spy on the daemon workers):
+
+* :class:`LeanLinks`: provenance links without the redundant queries (below).
+* :class:`LeanCheckpoints`: checkpoints as AiiDA's YAML, written and read by libyaml; input nodes in one query.
+* :class:`LeanTransitions`: a state change in one database transaction: one commit instead of four to six.
 
 AiiDA validates every provenance link it adds with database queries, also where the answer is known without
 asking. In a campaign of small molecules that was about a fifth of the daemon's CPU time, and of the time the
-``campaign run`` command spends submitting (``benchmarks/campaign.py``, py-spy on the workers):
+``campaign run`` command spends submitting:
 
 * **Inputs.** A new process node is not stored yet when its input links are added. AiiDA still runs a
   recursive cycle-check query for each (no link can lead out of a node that is not stored, so it finds
@@ -177,7 +184,8 @@ class LeanCheckpoints:
             root = loader.get_single_node()
             missing = _node_uuids(root) - nodes.keys()
             if missing:
-                query = orm.QueryBuilder().append(orm.Node, filters={'uuid': {'in': sorted(missing)}}, project=['uuid', '*'])
+                query = orm.QueryBuilder().append(orm.Node, filters={'uuid': {'in': sorted(missing)}},
+                                                  project=['uuid', '*'])
                 nodes.update(query.all())
             return loader.construct_document(root) if root is not None else None
         finally:
@@ -220,7 +228,7 @@ def write_transaction(backend):
         return
     session = backend.get_session()
     if session.in_nested_transaction():
-        with backend.transaction():  # inside one already: a savepoint, as AiiDA nests
+        with session.begin_nested():  # inside one already: a savepoint (AiiDA's `transaction()` would commit all)
             yield
         return
     connection = session.connection()

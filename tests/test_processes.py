@@ -234,6 +234,14 @@ def test_write_transaction_commits_once_or_rolls_everything_back(aiida_profile):
     assert queries['commits'] == 1 and queries['begin_immediate'] == 1, queries
     assert orm.load_node(first.pk).base.extras.get('x') == 1 and orm.load_node(second.pk).value == 2
 
+    with counting_queries() as queries:  # nested: a savepoint inside, still one commit at the end
+        with write_transaction(backend):
+            orm.Int(5).store()
+            with write_transaction(backend):
+                orm.Int(6).store()
+            orm.Int(7).store()
+    assert queries['commits'] == 1, queries
+
     label = 'grimperium-rolled-back'
     with pytest.raises(RuntimeError, match='boom'):
         with write_transaction(backend):
