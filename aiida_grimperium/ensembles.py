@@ -3,7 +3,9 @@
 Each tool exists twice: a plain function on ``(symbols, frames, energies)`` that tests and scripts can call, and a
 ``calcfunction`` on ensemble nodes (layout of :func:`aiida_grimperium.structures.make_ensemble`) so the provenance
 of every pruned ensemble is kept. :func:`refine_ensemble` chains all of them in **one** calcfunction, which is what
-the conformer search uses: one process instead of four per molecule.
+the CREST conformer search uses. The rdkit-xtb search needs no process for them: its xtb job embeds the SMILES
+(:func:`embed_conformers`) and its parser applies :func:`refine` (``XtbCalculation``'s ``smiles``, ``embedding``
+and ``refine`` inputs).
 """
 from __future__ import annotations
 
@@ -214,8 +216,7 @@ def refine_ensemble(ensemble: orm.TrajectoryData, parameters: orm.Dict):
 
     ``engine`` relabels the ensemble. Returns ``ensemble``, ``lowest_structure`` and ``output_parameters`` (number of conformers before and after,
     lowest energy, relative energies and populations). With ``select_top`` = N, and more than N conformers kept,
-    also ``selected``: the N lowest (what :func:`top_n` gives), for the job that computes only those; one process
-    instead of two per molecule of a campaign.
+    also ``selected``: the N lowest (what :func:`top_n` gives), for a job that computes only those.
     """
     p = parameters.get_dict()
     refined = refine(ensemble, energy_window=p.get('energy_window'), rmsd_threshold=p.get('rmsd_threshold'),

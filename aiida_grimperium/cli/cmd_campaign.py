@@ -69,7 +69,7 @@ def strictness_option(function):
 max_active_option = click.option(
     '--max-active', type=click.IntRange(1), default=None,
     help='Throttle: at most this many molecules running at once. Default: 20; for `campaign run` with every job '
-         'on this machine (core.direct), 2 per core.')
+         'on this machine (core.direct), 8 per core.')
 
 
 def campaign_options(function):
