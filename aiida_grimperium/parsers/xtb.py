@@ -30,7 +30,7 @@ class XtbParser(GrimperiumParser):
             folder = pathlib.Path(tmp)
             self.copy_retrieved(names, folder)
             if 'structure' not in self.inputs:  # an ensemble, or the conformers of `smiles`
-                return self._parse_batch(folder, optimise)
+                return self._parse_batch(folder, params)
             stdout = folder / self.node.get_option('output_filename')
             result = raw.parse_run(stdout, folder / raw.STDERR_NAME, folder / 'xtbopt.xyz' if optimise else None)
         symbols, positions = result.pop('symbols', None), result.pop('positions', None)
@@ -63,7 +63,8 @@ class XtbParser(GrimperiumParser):
             frames.append(geometry[1])
         return symbols or [], np.asarray(frames, dtype=float), DEFAULT_TEMPERATURE
 
-    def _parse_batch(self, folder: pathlib.Path, optimise: bool):
+    def _parse_batch(self, folder: pathlib.Path, params: dict):
+        optimise = params.get('task', 'single_point') == 'optimization'
         symbols, frames, temperature = self._input_conformers(folder)
         runs = []
         for index in range(len(frames)):
@@ -88,7 +89,7 @@ class XtbParser(GrimperiumParser):
         if result['failed_geometries'] and good:
             self.logger.warning(f'{len(result["failed_geometries"])} of {len(runs)} geometries failed: {result["failures"]}')
         result['geometries'] = [{k: run.get(k) for k in GEOMETRY_KEYS if run.get(k) is not None} for run in runs]
-        result.update(self._metadata(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {}))
+        result.update(self._metadata(params))
         self.out('output_parameters', self.dict_node(result))
         return self.exit_for(label)
 
