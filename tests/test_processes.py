@@ -249,3 +249,56 @@ def test_write_transaction_commits_once_or_rolls_everything_back(aiida_profile):
             raise RuntimeError('boom')
     assert orm.QueryBuilder().append(orm.Int, filters={'label': label}).count() == 0
     orm.Int(4).store()  # the session is usable again
+
+
+@pytest.mark.parametrize('monitored', [False, True])
+def test_waiting_state_knows_the_monitors_without_asking_the_database(aiida_profile, real_code, monitored):
+    """A grimperium CalcJob waits in :class:`LeanWaiting`: the same monitors as AiiDA's waiting state finds (none,
+    or the job's), read from the process's inputs; AiiDA's asks the database again at every scheduler poll."""
+    from aiida.engine.processes.calcjobs.tasks import Waiting
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+    from plumpy import ProcessState
+
+    from aiida_grimperium.calculations.mopac import MopacCalculation
+    from aiida_grimperium.processes import LeanWaiting
+
+    assert MopacCalculation.get_states_map()[ProcessState.WAITING] is LeanWaiting
+    builder = MopacCalculation.get_builder()
+    builder.code = real_code('mopac', 'grimperium.mopac')
+    builder.structure = structure_from_smiles('CCO')
+    if monitored:
+        builder.monitors = {'kill': orm.Dict({'entry_point': 'core.always_kill'})}
+    process = instantiate_process(get_manager().get_runner(), builder)
+    aiida_monitors = Waiting(process, lambda *_: None).monitors
+    lean = LeanWaiting(process, lambda *_: None)
+    with counting_queries() as count:
+        monitors = [lean.monitors for _ in range(5)]
+    assert count['statements'] <= int(monitored)  # at most the monitors' Dict read, once for the five
+    assert (monitors[0] is None) is (aiida_monitors is None) is (not monitored)
+    if monitored:
+        assert list(monitors[0].monitors) == list(aiida_monitors.monitors) == ['kill']
+        assert monitors[0].monitors['kill'].entry_point == 'core.always_kill'
+
+
+def test_inputs_encoded_once_per_process(aiida_profile, real_code, monkeypatch):
+    """Each checkpoint holds the process's inputs as YAML: they are encoded once, and every later checkpoint is the
+    same text as one encoded afresh (only the outer document is dumped again)."""
+    import yaml
+
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    import aiida_grimperium.processes as processes
+
+    builder = MopacBaseWorkChain.get_builder_from_protocol(real_code('mopac', 'grimperium.mopac'),
+                                                          structure_from_smiles('CCO'), 'fast')
+    process = instantiate_process(get_manager().get_runner(), builder)  # its first checkpoint encodes the inputs
+    dumped, dump = [], yaml.dump
+    monkeypatch.setattr(processes.yaml, 'dump', lambda *args, **kwargs: dumped.append(args[0]) or dump(*args, **kwargs))
+    process._save_checkpoint()
+    again = process.node.checkpoint
+    assert len(dumped) == 1 and dumped[0] is not process.inputs and dumped[0] is not process.raw_inputs
+    process.__dict__.pop('_grimperium_encoded_inputs')  # forget them: encoded afresh, the same checkpoint
+    process._save_checkpoint()
+    assert len(dumped) == 4 and process.node.checkpoint == again

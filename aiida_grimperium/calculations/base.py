@@ -11,7 +11,7 @@ from aiida.engine import CalcJob
 
 from ..chemistry import check_charge_multiplicity
 from ..exit_codes import COMMON, ExitCodeSpec
-from ..processes import LeanProcess
+from ..processes import LeanCalcJob
 from ..structures import structure_symbols_positions
 
 #: What a label or file name supplied by a user may contain; everything else is refused. ``\Z``, not ``$``:
@@ -86,7 +86,7 @@ OPTION_VALIDATORS = {
 }
 
 
-class GrimperiumCalcJob(LeanProcess, CalcJob):
+class GrimperiumCalcJob(LeanCalcJob, CalcJob):
     """Common spec of the package's CalcJobs."""
 
     #: Name of the input file the code reads and of its main output (stdout or the code's own file).

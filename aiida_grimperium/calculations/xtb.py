@@ -163,7 +163,7 @@ class XtbCalculation(GrimperiumCalcJob):
         optimise = params.get('task', 'single_point') == 'optimization'
         from ..chemistry import xyz_text
 
-        codes_info, retrieve = [], []
+        codes_info, retrieve, temporary = [], [], []
         if 'structure' in self.inputs:
             symbols, positions = structure_symbols_positions(self.inputs.structure)
             folder.create_file_from_filelike(_text(xyz_text(symbols, positions)), options.input_filename, 'w')
@@ -175,12 +175,16 @@ class XtbCalculation(GrimperiumCalcJob):
                 name = namespace(index)
                 folder.create_file_from_filelike(_text(xyz_text(symbols, frame, name)), f'{name}.xyz', 'w')
                 codes_info.append(self._code_info([f'{name}.xyz', *args, '--namespace', name], f'{name}.out', f'{name}.err'))
-                retrieve += [f'{name}.out', f'{name}.err'] + ([f'{name}.xtbopt.xyz'] if optimise else [])
+                # Only the outputs are kept: stderr is read by the parser, and the optimised geometries go into
+                # `output_ensemble`. Ten conformers would otherwise be thirty files to store, hash and read back.
+                retrieve.append(f'{name}.out')
+                temporary += [f'{name}.err'] + ([f'{name}.xtbopt.xyz'] if optimise else [])
 
         calcinfo = datastructures.CalcInfo()
         calcinfo.codes_info = codes_info
         calcinfo.codes_run_mode = datastructures.CodeRunMode.SERIAL
         calcinfo.retrieve_list = retrieve
+        calcinfo.retrieve_temporary_list = temporary
         calcinfo.prepend_text = threads_prepend_text(options)
         return calcinfo
 

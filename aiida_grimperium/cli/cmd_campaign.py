@@ -285,34 +285,48 @@ def _watch(group, until_done: bool, interval: float = 0.5) -> None:
 
 
 def _start_daemon_in_background(ctx, workers: int | None):
-    """Start ``verdi daemon start`` in a process of its own unless the daemon runs; return it (or ``None``).
+    """Start the daemon in a thread of this command unless it runs; return the thread (or ``None``).
 
-    Starting the daemon takes seconds (``verdi``, circus, the broker and the workers each import AiiDA), which
-    then overlap with this command's own start (reading the CSV, storing the campaign's nodes) on another core.
+    Starting the daemon takes seconds (circus, the broker and the workers each import AiiDA), which then overlap
+    with this command's own start (reading the CSV, storing the campaign's nodes). The thread only waits on
+    those processes; running ``verdi daemon start`` instead would import AiiDA once more.
     """
-    import subprocess
+    import threading
 
+    from aiida.engine.daemon.client import get_daemon_client
     from aiida.manage.configuration import get_config
 
     profile = load_profile(ctx)
     if pathlib.Path(get_config().filepaths(profile)['circus']['pid']).exists():
         return None  # running (or a stale file, which `_await_daemon` sees to)
     click.echo(f'starting the daemon ({workers or 1} worker(s))')
-    return subprocess.Popen([sys.executable, '-m', 'aiida', '-p', profile.name, 'daemon', 'start', str(workers or 1)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = get_daemon_client()
+
+    def start():
+        try:
+            client.start_daemon(number_workers=workers or 1)
+        except Exception as exc:  # noqa: BLE001 - `_await_daemon` reports it if the daemon is not running then
+            thread.error = exc
+
+    thread = threading.Thread(target=start, name='grimperium-daemon-start', daemon=True)
+    thread.error = None
+    thread.start()
+    return thread
 
 
 def _await_daemon(starting, workers: int | None) -> None:
     """Wait for the daemon started by :func:`_start_daemon_in_background`; start it here if it still is not running."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    output = starting.communicate()[0] if starting is not None else ''
+    if starting is not None:
+        starting.join()
     client = get_daemon_client()
     if not client.is_daemon_running:
         try:
             client.start_daemon(number_workers=workers or 1)
-        except Exception as exc:  # noqa: BLE001 - say what `verdi daemon start` said, then AiiDA's own error
-            raise click.ClickException(f'the daemon did not start: {exc}\n{output}'.rstrip())
+        except Exception as exc:  # noqa: BLE001 - say what went wrong the first time too, then AiiDA's own error
+            first = f'\n(first attempt: {starting.error})' if starting is not None and starting.error else ''
+            raise click.ClickException(f'the daemon did not start: {exc}{first}')
 
 
 def _ensure_daemon_hint() -> None:

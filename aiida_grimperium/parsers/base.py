@@ -99,11 +99,7 @@ class GrimperiumParser(Parser):
     def copy_retrieved(self, names: list[str], destination: pathlib.Path) -> None:
         """Copy retrieved files that exist into ``destination``, so a raw parser can stream them from disk."""
         present = set(self._retrieved_names)
-        repository = self.retrieved.base.repository
-        for name in names:
-            if name in present:
-                with repository.open(name, 'rb') as source, open(destination / name, 'wb') as target:
-                    shutil.copyfileobj(source, target)
+        copy_objects(self.retrieved, [name for name in names if name in present], destination)
 
     def parse_retrieved(self, raw_parse_path, names: list[str], main: str) -> dict:
         """Copy ``names`` out of the retrieved folder and run ``raw_parse_path`` on ``main`` (a file or '.')."""
@@ -121,6 +117,27 @@ class GrimperiumParser(Parser):
         code, not crash on them.
         """
         return orm.Dict({k: v for k, v in ((k, _finite(v)) for k, v in data.items()) if v is not None})
+
+
+def copy_objects(node: orm.Node, names: list[str], destination: pathlib.Path) -> None:
+    """Copy the files ``names`` of ``node``'s repository into ``destination``, asking the object store once.
+
+    ``node.base.repository.open`` looks each file up in the store on its own (on ``core.sqlite_dos`` a query of
+    the pack index each); an xtb batch has tens of files, so the parser reads them all in one request instead.
+    Files with the same content share one object: it is written once and copied to its other names.
+    """
+    repository = node.base.repository
+    names_of: dict[str, list[str]] = {}
+    for name in names:
+        names_of.setdefault(repository.get_object(name).key, []).append(name)
+    if not names_of:
+        return
+    for key, stream in node.backend.get_repository().iter_object_streams(list(names_of)):
+        first, *others = names_of[key]
+        with open(destination / first, 'wb') as target:
+            shutil.copyfileobj(stream, target)
+        for other in others:
+            shutil.copyfile(destination / first, destination / other)
 
 
 def _finite(value):

@@ -9,7 +9,7 @@ import numpy as np
 from ..calculations.xtb import namespace
 from ..ensembles import DEFAULT_TEMPERATURE, refine
 from ..structures import ensemble_frames, make_ensemble, molecule_structure
-from .base import GrimperiumParser
+from .base import GrimperiumParser, copy_objects
 from .raw import xtb as raw
 
 #: Per-geometry keys kept in ``output_parameters['geometries']`` of a batch (positions go to the ensemble node).
@@ -27,7 +27,10 @@ class XtbParser(GrimperiumParser):
         optimise = params.get('task', 'single_point') == 'optimization'
         names = self.retrieved_names()
         with tempfile.TemporaryDirectory() as tmp:
-            folder = pathlib.Path(tmp)
+            # a batch's stderr and optimised geometries come in the temporary folder (see `XtbCalculation`);
+            # jobs of earlier versions have them among the retrieved files, which are copied next to them
+            temporary = pathlib.Path(str(kwargs.get('retrieved_temporary_folder')))  # AiiDA may pass 'None'
+            folder = temporary if temporary.is_dir() and 'structure' not in self.inputs else pathlib.Path(tmp)
             self.copy_retrieved(names, folder)
             if 'structure' not in self.inputs:  # an ensemble, or the conformers of `smiles`
                 return self._parse_batch(folder, params)
@@ -48,14 +51,12 @@ class XtbParser(GrimperiumParser):
         if 'ensemble' in self.inputs:
             ensemble = self.inputs.ensemble
             return (*ensemble_frames(ensemble), ensemble.base.attributes.get('temperature', DEFAULT_TEMPERATURE))
-        repository = self.node.base.repository
-        names = set(repository.list_object_names())
+        present, names = set(self.node.base.repository.list_object_names()), []
+        while f'{namespace(len(names))}.xyz' in present:
+            names.append(f'{namespace(len(names))}.xyz')
+        copy_objects(self.node, names, folder)
         frames, symbols = [], None
-        for index in range(len(names)):
-            name = f'{namespace(index)}.xyz'
-            if name not in names:
-                break
-            (folder / name).write_text(repository.get_object_content(name))
+        for name in names:
             geometry = raw.read_xyz(folder / name)
             if geometry is None:
                 break
