@@ -185,6 +185,12 @@ def test_process_base_methods_are_the_ones_replaced():
     for step in steps:  # each one after the one before (ValueError: AiiDA changed its state changes)
         position = source.index(step, position)
     assert set_process_state_change_timestamp.__module__ == 'aiida.engine.utils'
+    # _one_commit_per_poll: AiiDA's poll writes the job info and then the state, with nothing in between
+    from aiida.engine.processes.calcjobs import tasks
+
+    source = inspect.getsource(tasks.task_update_job)
+    assert 'node.set_last_job_info(job_info)\n            node.set_scheduler_state(job_info.job_state)' in source
+    assert 'node.set_process_status(process_status)' in inspect.getsource(tasks.Waiting.execute)
 
 
 def test_checkpoints_read_and_written_by_aiida(aiida_profile, real_code):
@@ -302,3 +308,37 @@ def test_inputs_encoded_once_per_process(aiida_profile, real_code, monkeypatch):
     process.__dict__.pop('_grimperium_encoded_inputs')  # forget them: encoded afresh, the same checkpoint
     process._save_checkpoint()
     assert len(dumped) == 4 and process.node.checkpoint == again
+
+
+def test_a_poll_commits_once_with_aiidas_results(aiida_profile):
+    """While a job is polled, its node's poll-time writes give what AiiDA's methods give (status, job info, state,
+    time of the check), in one commit per poll; an unchanged status is not written again; afterwards the node's
+    methods are AiiDA's again."""
+    from aiida.schedulers.datastructures import JobInfo, JobState
+
+    from aiida_grimperium.processes import _one_commit_per_poll
+
+    def poll(node, state):
+        info = JobInfo()
+        info.job_id, info.job_state, info.raw_data = '42', state, f'42 {state.value}'
+        node.set_process_status('Monitoring scheduler: job state RUNNING')
+        node.set_last_job_info(info)
+        node.set_scheduler_state(state)
+
+    from aiida.common import timezone
+
+    plain, lean = (orm.CalcJobNode().store() for _ in range(2))
+    poll(plain, JobState.QUEUED)
+    before = timezone.now()
+    with counting_queries() as count, _one_commit_per_poll(lean):
+        for state in (JobState.QUEUED, JobState.RUNNING, JobState.RUNNING):
+            poll(lean, state)
+    assert count['commits'] == 1 + 3  # the status once (it never changed), then one per poll
+    poll(plain, JobState.RUNNING)
+    assert 'set_scheduler_state' not in lean.__dict__ and 'set_process_status' not in lean.__dict__
+    for node in (plain, lean):
+        node.set_process_status(None)
+    keys = ('process_status', 'scheduler_state', 'last_job_info')
+    assert {k: plain.base.attributes.get(k, None) for k in keys} == {k: lean.base.attributes.get(k, None) for k in keys}
+    assert lean.get_scheduler_state() is JobState.RUNNING and lean.get_last_job_info().job_state is JobState.RUNNING
+    assert before <= lean.get_scheduler_lastchecktime() <= plain.get_scheduler_lastchecktime()  # the last poll's
