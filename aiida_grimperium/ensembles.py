@@ -209,39 +209,45 @@ def top_n(ensemble: orm.TrajectoryData, n: orm.Int) -> orm.TrajectoryData:
     return refine(ensemble, top_n=n.value)
 
 
+def refine_summary(refined: orm.TrajectoryData, num_input_conformers: int, settings: dict) -> dict:
+    """What a conformer search reports of a refinement (its ``output_parameters``): ``settings`` (the arguments of
+    :func:`refine`), the number of conformers before and after, temperature, engine, and with energies the lowest
+    energy, the relative energies and the populations. The CREST search (:func:`refine_ensemble`) and the xtb job
+    that refines its own conformers (``XtbCalculation``'s ``refine``) both report these keys."""
+    summary = {
+        **settings,
+        'num_conformers': refined.numsteps,
+        'num_input_conformers': num_input_conformers,
+        'temperature': refined.base.attributes.get('temperature'),
+        'engine': refined.base.attributes.get('engine'),
+    }
+    if 'energies_hartree' in refined.get_arraynames() and refined.numsteps:
+        summary['lowest_energy_hartree'] = float(refined.get_array('energies_hartree')[0])
+        summary['relative_energies_kcal_mol'] = refined.get_array('relative_energies_kcal_mol').tolist()
+        summary['populations'] = refined.get_array('populations').tolist()
+        summary['population_lowest'] = summary['populations'][0]
+    return summary
+
+
 @calcfunction
 def refine_ensemble(ensemble: orm.TrajectoryData, parameters: orm.Dict):
     """All the tools in one process: ``parameters`` may hold ``energy_window`` (kcal/mol), ``rmsd_threshold``
     (Angstrom), ``mirror_images`` (bool), ``top_n`` and ``temperature`` (K).
 
-    ``engine`` relabels the ensemble. Returns ``ensemble``, ``lowest_structure`` and ``output_parameters`` (number of conformers before and after,
-    lowest energy, relative energies and populations). With ``select_top`` = N, and more than N conformers kept,
-    also ``selected``: the N lowest (what :func:`top_n` gives), for a job that computes only those.
+    ``engine`` relabels the ensemble. Returns ``ensemble``, ``lowest_structure`` and ``output_parameters``
+    (:func:`refine_summary`, and ``energy``: the lowest in eV).
     """
     p = parameters.get_dict()
     refined = refine(ensemble, energy_window=p.get('energy_window'), rmsd_threshold=p.get('rmsd_threshold'),
                      top_n=p.get('top_n'), temperature=p.get('temperature'), mirror_images=p.get('mirror_images', True),
                      engine=p.get('engine'))
-    symbols, frames = ensemble_frames(refined)
-    summary = {
-        'num_conformers': len(frames),
-        'num_input_conformers': len(ensemble_frames(ensemble)[1]),
-        'temperature': refined.base.attributes.get('temperature'),
-        'engine': refined.base.attributes.get('engine'),
-        **{k: v for k, v in p.items()},
-    }
-    names = refined.get_arraynames()
-    if 'energies_hartree' in names and len(frames):
-        summary['lowest_energy_hartree'] = float(refined.get_array('energies_hartree')[0])
+    summary = refine_summary(refined, ensemble.numsteps, p)
+    if 'lowest_energy_hartree' in summary:
         summary['energy'] = summary['lowest_energy_hartree'] * HARTREE_TO_EV
-        summary['relative_energies_kcal_mol'] = refined.get_array('relative_energies_kcal_mol').tolist()
-        summary['populations'] = refined.get_array('populations').tolist()
-        summary['population_lowest'] = summary['populations'][0]
     outputs = {'ensemble': refined, 'output_parameters': orm.Dict(summary)}
-    if len(frames):
+    if refined.numsteps:
+        symbols, frames = ensemble_frames(refined)
         outputs['lowest_structure'] = molecule_structure(symbols, frames[0])
-    if p.get('select_top') and len(frames) > int(p['select_top']):
-        outputs['selected'] = refine(refined, top_n=int(p['select_top']))
     return outputs
 
 

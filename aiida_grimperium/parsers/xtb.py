@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 
 from ..calculations.xtb import namespace
-from ..ensembles import DEFAULT_TEMPERATURE, refine
+from ..ensembles import DEFAULT_TEMPERATURE, refine, refine_summary
 from ..structures import ensemble_frames, make_ensemble, molecule_structure
 from .base import GrimperiumParser, copy_objects
 from .raw import xtb as raw
@@ -96,17 +96,10 @@ class XtbParser(GrimperiumParser):
 
     def _refine(self, ensemble, settings: dict, result: dict):
         """The conformers ``refine`` keeps, and the lowest as ``output_structure``. ``result`` gets the summary
-        keys of :func:`~aiida_grimperium.ensembles.refine_ensemble` (a conformer search reads the same either way)."""
+        keys a conformer search reports (:func:`~aiida_grimperium.ensembles.refine_summary`)."""
         refined = refine(ensemble, **settings)
-        result.update(settings)
-        result.update({'num_input_conformers': ensemble.numsteps, 'num_conformers': refined.numsteps,
-                       'temperature': refined.base.attributes.get('temperature'),
-                       'engine': refined.base.attributes.get('engine')})
+        result.update(refine_summary(refined, ensemble.numsteps, settings))
         if refined.numsteps:
-            result['lowest_energy_hartree'] = float(refined.get_array('energies_hartree')[0])
-            result['relative_energies_kcal_mol'] = refined.get_array('relative_energies_kcal_mol').tolist()
-            result['populations'] = refined.get_array('populations').tolist()
-            result['population_lowest'] = result['populations'][0]
             symbols, frames = ensemble_frames(refined)
             self.out('output_structure', molecule_structure(symbols, frames[0]))
         return refined
