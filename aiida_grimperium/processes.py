@@ -30,6 +30,7 @@ own methods unchanged. ``tests/test_processes.py`` compares the graphs link by l
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import yaml
 from plumpy import ProcessState
@@ -40,6 +41,8 @@ from aiida.engine.processes.calcjobs.monitors import CalcJobMonitors
 from aiida.engine.processes.calcjobs.tasks import UPDATE_COMMAND, Waiting
 from aiida.orm.utils import serialize
 from aiida.orm.utils.links import LinkTriple
+
+from . import expiry
 
 
 class LeanLinks:
@@ -269,6 +272,8 @@ class LeanTransitions:
 
         if self._state.LABEL is ProcessState.EXCEPTED or not self.metadata.store_provenance:
             return super().on_entered(from_state)
+        if self._state.LABEL in (ProcessState.RUNNING, ProcessState.WAITING):
+            self._settle_in()
         node = self.node
         try:
             with write_transaction(node.backend):
@@ -280,6 +285,19 @@ class LeanTransitions:
             node.set_process_state(self._state.LABEL)  # as AiiDA: the state is recorded even when linking fails
             raise
         PlumpyProcess.on_entered(self, from_state)
+
+    def _settle_in(self) -> None:
+        """Once, when the process starts to run in this interpreter: it holds its node until it closes, and trusts
+        its stored ``Data`` inputs. AiiDA would re-read their unchanging fields at nearly every read (:mod:`..expiry`).
+        """
+        if getattr(self, '_grimperium_settled', False):
+            return
+        self._grimperium_settled = True
+        if self.metadata.store_provenance and expiry.hold(self.node):
+            self.add_cleanup(functools.partial(expiry.release, self.node))
+            for node in self._flat_inputs().values():
+                if isinstance(node, orm.Data) and node.is_stored:
+                    expiry.trust(node)
 
     def _create_and_setup_db_record(self):
         if not self.metadata.store_provenance:
@@ -306,6 +324,7 @@ class LeanWaiting(Waiting):
     """
 
     async def execute(self):
+        self.process._settle_in()  # (a process taken over from a checkpoint enters no state before this)
         if self._command != UPDATE_COMMAND:
             return await super().execute()
         with _one_commit_per_poll(self.process.node):
