@@ -21,7 +21,8 @@ asking. In a campaign of small molecules that was about a fifth of the daemon's 
   inputs (a campaign pipeline has 16).
 * **Outputs.** AiiDA calls :meth:`Process.update_outputs` on every state change (a CalcJob has about ten, a
   workchain two per step). Each call asks for the labels already linked, and each new link is validated
-  with two or three more queries that the first answer already settles.
+  with two or three more queries that the first answer already settles. Here the labels are asked for once
+  per process and interpreter: then only the process itself links its outputs.
 
 :class:`LeanLinks` adds the same links with the same labels and types, and refuses what AiiDA refuses: every
 case the shortcut does not cover exactly (a stored node, a cached link, a sealed node) goes through AiiDA's
@@ -43,6 +44,7 @@ from aiida.orm.utils import serialize
 from aiida.orm.utils.links import LinkTriple
 
 from . import expiry
+from .storage import write_transaction
 
 
 class LeanLinks:
@@ -87,10 +89,13 @@ class LeanLinks:
         linked = getattr(self, '_grimperium_linked_outputs', None)
         if not outputs or (linked is not None and outputs.keys() <= linked):
             return  # nothing new to link: AiiDA's query would find nothing to do
-        # Something to link: which labels the database has, as AiiDA asks. Asked again each time, because an
-        # earlier run of this process (a worker killed while linking) may have linked some of them already.
-        outgoing = self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
-        linked = set(outgoing.all_link_labels())
+        if linked is None:
+            # The first time in this interpreter: which labels the database has, as AiiDA asks (an earlier run of
+            # this process, a worker killed while linking, may have linked some). From then on this process is
+            # the only one that links its outputs: the answer is kept up to date here.
+            outgoing = self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
+            linked = set(outgoing.all_link_labels())
+        linked = set(linked)
         for label, output in outputs.items():
             if label not in linked:
                 self._link_output(output, label)
@@ -225,38 +230,6 @@ class LeanCheckpoints:
 # ------------------------------------------------------------------------------------------------ transactions
 
 
-@contextlib.contextmanager
-def write_transaction(backend):
-    """One database transaction for several writes: one commit, and no re-reads of rows in between.
-
-    AiiDA commits each attribute it sets on a stored node, and outside a transaction re-reads a node's row
-    from the database each time one of its fields is read. A state change of a process was four to six
-    commits and a few dozen such reads. On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes
-    the write lock first (waiting for it like any write), so it can never fail half-way because another
-    process wrote since it read (a deferred SQLite transaction that reads, then writes, can). Any error rolls
-    everything back and is raised.
-    """
-    from aiida.storage.psql_dos.backend import PsqlDosBackend
-
-    if not isinstance(backend, PsqlDosBackend):  # (``core.sqlite_dos`` is one too) another storage: AiiDA's commits
-        yield
-        return
-    session = backend.get_session()
-    if session.in_nested_transaction():
-        with session.begin_nested():  # inside one already: a savepoint (AiiDA's `transaction()` would commit all)
-            yield
-        return
-    connection = session.connection()
-    if connection.dialect.name == 'sqlite' and not connection.connection.dbapi_connection.in_transaction:
-        connection.exec_driver_sql('BEGIN IMMEDIATE')
-    try:
-        with backend.transaction():
-            yield
-    except BaseException:
-        session.rollback()
-        raise
-
-
 class LeanTransitions:
     """Mixin for a ``Process`` subclass: each state change, and the creation of the process node, in one transaction.
 
@@ -282,6 +255,7 @@ class LeanTransitions:
                 self._save_checkpoint()
                 set_process_state_change_timestamp(node)
         except BaseException:
+            self.__dict__.pop('_grimperium_linked_outputs', None)  # rolled back: ask the database again next time
             node.set_process_state(self._state.LABEL)  # as AiiDA: the state is recorded even when linking fails
             raise
         PlumpyProcess.on_entered(self, from_state)
@@ -381,7 +355,16 @@ def _one_commit_per_poll(node: orm.CalcJobNode):
 
 
 class LeanCalcJob(LeanProcess):
-    """:class:`LeanProcess` for a CalcJob, with :class:`LeanWaiting` as its waiting state."""
+    """:class:`LeanProcess` for a CalcJob, with :class:`LeanWaiting` as its waiting state; its node looks its
+    authinfo up once while it runs (AiiDA's tasks ask for it at every upload, poll and retrieval: a query each)."""
+
+    def _settle_in(self) -> None:
+        settling = not getattr(self, '_grimperium_settled', False)
+        super()._settle_in()
+        node = self.node
+        if settling and node.is_stored:  # the job's computer and user never change: nor does their authinfo
+            node.__dict__['get_authinfo'] = functools.cache(node.get_authinfo)
+            self.add_cleanup(functools.partial(node.__dict__.pop, 'get_authinfo', None))
 
     @classmethod
     def get_state_classes(cls):

@@ -267,21 +267,26 @@ def render_progress(name: str, counts: dict, reached: list[int], total: int, wid
     return '\n'.join(lines)
 
 
-def _watch(group, until_done: bool, interval: float = 0.5) -> None:
-    """Print the progress when it changes; look every ``interval`` s, or less often when a look itself is slow."""
-    last_text = None
+def _watch(group, until_done: bool, interval: float = 0.5, refresh: float = 2.0) -> None:
+    """Print the progress when it changes, looking every ``refresh`` s (less often when a look itself is slow);
+    with ``until_done``, see the end within ``interval`` s (a count of the running molecules: a cheap query)."""
+    from ..campaign.store import count_active
+
+    last_text, next_look = None, 0.0
     while True:
         start = time.perf_counter()
-        counts, reached, total = progress(group)
-        wait = max(interval, 2 * (time.perf_counter() - start))  # a huge campaign: never more than a third of the time
-        text = render_progress(group.label, counts, reached, total)
-        if text != last_text:
-            click.echo(text)
-            last_text = text
-        unfinished = counts.get('Running', 0) + counts.get('Pending', 0)
-        if not until_done or unfinished == 0:
-            return
-        time.sleep(wait)
+        if start >= next_look or (until_done and count_active(group) == 0):
+            counts, reached, total = progress(group)
+            # a huge campaign: never more than a third of the time looking
+            next_look = time.perf_counter() + max(refresh, 2 * (time.perf_counter() - start))
+            text = render_progress(group.label, counts, reached, total)
+            if text != last_text:
+                click.echo(text)
+                last_text = text
+            unfinished = counts.get('Running', 0) + counts.get('Pending', 0)
+            if not until_done or unfinished == 0:
+                return
+        time.sleep(interval)
 
 
 def _start_daemon_in_background(ctx, workers: int | None):

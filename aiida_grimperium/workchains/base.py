@@ -24,6 +24,15 @@ from ..processes import LeanProcess
 CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
 
+def outputs_of(node: orm.ProcessNode) -> dict[str, orm.Node]:
+    """``{link label: node}`` of a child's outputs in one query, where each ``node.outputs.x`` and each
+    ``'x' in node.outputs`` asks the database again. A nested output's label is ``namespace__name``."""
+    from aiida.common.links import LinkType
+
+    links = node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
+    return {triple.link_label: triple.node for triple in links.all()}
+
+
 class GrimperiumBaseRestartWorkChain(LeanProcess, BaseRestartWorkChain):
     """Run ``_process_class`` until it succeeds, a handler gives up, or ``max_iterations`` is reached."""
 

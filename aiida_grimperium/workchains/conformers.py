@@ -29,7 +29,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
 from ..processes import LeanProcess
-from .base import RestartOnlyOnFailure
+from .base import RestartOnlyOnFailure, outputs_of
 from .xtb import XtbBaseWorkChain
 
 ENGINES = ('crest', 'rdkit-xtb')
@@ -184,7 +184,7 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
 
     def inspect_search(self):
         search = self.ctx.search
-        if not search.is_finished_ok or 'output_ensemble' not in search.outputs:
+        if not search.is_finished_ok or 'output_ensemble' not in outputs_of(search):
             self.report(f'{search.process_label}<{search.pk}> failed with exit status {search.exit_status}')
             return self.search_failed('ERROR_SEARCH_FAILED')
 
@@ -204,12 +204,12 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
     def refine(self):
         """Energy window, RMSD de-duplication, top-N and Boltzmann weights: done by the xtb job (rdkit-xtb), or by
         one calcfunction on CREST's ensemble."""
-        search = self.ctx.search.outputs
+        search = outputs_of(self.ctx.search)
         if self.use_crest():
-            outputs = refine_ensemble(search.output_ensemble, orm.Dict(self.refine_parameters()))
+            outputs = refine_ensemble(search['output_ensemble'], orm.Dict(self.refine_parameters()))
         elif 'output_structure' in search:
-            outputs = {'ensemble': search.output_ensemble, 'lowest_structure': search.output_structure,
-                       'output_parameters': search.output_parameters}
+            outputs = {'ensemble': search['output_ensemble'], 'lowest_structure': search['output_structure'],
+                       'output_parameters': search['output_parameters']}
         else:
             outputs = {}
         if 'lowest_structure' not in outputs:

@@ -28,6 +28,7 @@ from ..processes import LeanProcess
 from ..structures import structure_symbols_positions
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
+from .base import outputs_of
 from .mopac import MopacBaseWorkChain
 
 #: The seed's five stages, in order; ``stage`` extras take these values.
@@ -203,8 +204,9 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
     def inspect_mopac(self):
         node = self.ctx.mopac
         self.ctx.summary['mopac_time_s'] = node.mtime.timestamp() - self.ctx.mopac_started
-        if 'output_parameters' in node.outputs:
-            parameters = node.outputs.output_parameters
+        outputs = outputs_of(node)
+        if 'output_parameters' in outputs:
+            parameters = outputs['output_parameters']
             self.out('pm7_parameters', parameters)
             heats = [h for h in parameters['heats_of_formation_kcal_mol'] if h is not None]
             self.ctx.summary['pm7_heats_of_formation_kcal_mol'] = sorted(heats)
@@ -216,8 +218,8 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         most_stable = orm.Float(parameters['lowest_heat_of_formation_kcal_mol'])
         self.ctx.summary['most_stable_hof'] = most_stable.value
         self.out('most_stable_hof', most_stable.store())
-        if 'output_structure' in node.outputs:
-            self.out('lowest_structure', node.outputs.output_structure)
+        if 'output_structure' in outputs:
+            self.out('lowest_structure', outputs['output_structure'])
 
     def should_run_dft(self):
         return 'dft' in self.inputs and 'code' in self.inputs.dft
