@@ -19,10 +19,12 @@ fields that nothing else can change while the worker uses them:
 * **users**.
 
 :func:`install` turns ``expire_on_commit`` off for the session and, after each outermost commit, expires every
-other object exactly as SQLAlchemy would have (its own two statements, ``_remove_snapshot``); :func:`trust`
-makes a node object read those fields from memory, without AiiDA's checks before each read. Extras, label and description are still re-read at every
-read, as AiiDA does: ``grimperium campaign`` writes a work chain's extras while the daemon runs it. Another
-worker, or the command line, holds nothing of this process and re-reads as before.
+other object exactly as SQLAlchemy would have (its own two statements, ``_remove_snapshot``). :func:`trust`
+makes a node object read those fields from memory, without AiiDA's checks before each read. Extras, label and
+description are still re-read at every read, as AiiDA does: ``grimperium campaign`` writes a work chain's extras
+while the daemon runs it. Another worker, or the command line, holds nothing of this process and re-reads as
+before. ``tests/test_expiry.py`` checks what is kept and what is seen of another program's writes, and runs a
+real MOPAC work chain both ways.
 """
 from __future__ import annotations
 
