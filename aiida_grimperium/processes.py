@@ -95,7 +95,8 @@ class LeanLinks:
             # the only one that links its outputs: the answer is kept up to date here.
             outgoing = self.node.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN))
             linked = set(outgoing.all_link_labels())
-        linked = set(linked)
+        else:
+            linked = set(linked)  # a copy: the cached answer changes only once every new link is made
         for label, output in outputs.items():
             if label not in linked:
                 self._link_output(output, label)
@@ -261,17 +262,19 @@ class LeanTransitions:
         PlumpyProcess.on_entered(self, from_state)
 
     def _settle_in(self) -> None:
-        """Once, when the process starts to run in this interpreter: it holds its node until it closes, and trusts
-        its stored ``Data`` inputs. AiiDA would re-read their unchanging fields at nearly every read (:mod:`..expiry`).
-        """
-        if getattr(self, '_grimperium_settled', False):
-            return
-        self._grimperium_settled = True
+        """Call :meth:`_on_settling_in` once, when the process starts to run in this interpreter."""
+        if not getattr(self, '_grimperium_settled', False):
+            self._grimperium_settled = True
+            self._on_settling_in()
+
+    def _on_settling_in(self) -> None:
+        """The process holds its node until it closes, and trusts its stored ``Data`` inputs. AiiDA would re-read
+        their unchanging fields at nearly every read (:mod:`..expiry`)."""
         if self.metadata.store_provenance and expiry.hold(self.node):
             self.add_cleanup(functools.partial(expiry.release, self.node))
             for node in self._flat_inputs().values():
-                if isinstance(node, orm.Data) and node.is_stored:
-                    expiry.trust(node)
+                if isinstance(node, orm.Data):
+                    expiry.trust(node)  # (a stored one)
 
     def _create_and_setup_db_record(self):
         if not self.metadata.store_provenance:
@@ -358,11 +361,10 @@ class LeanCalcJob(LeanProcess):
     """:class:`LeanProcess` for a CalcJob, with :class:`LeanWaiting` as its waiting state; its node looks its
     authinfo up once while it runs (AiiDA's tasks ask for it at every upload, poll and retrieval: a query each)."""
 
-    def _settle_in(self) -> None:
-        settling = not getattr(self, '_grimperium_settled', False)
-        super()._settle_in()
+    def _on_settling_in(self) -> None:
+        super()._on_settling_in()
         node = self.node
-        if settling and node.is_stored:  # the job's computer and user never change: nor does their authinfo
+        if node.is_stored:  # the job's computer and user never change: nor does their authinfo
             node.__dict__['get_authinfo'] = functools.cache(node.get_authinfo)
             self.add_cleanup(functools.partial(node.__dict__.pop, 'get_authinfo', None))
 

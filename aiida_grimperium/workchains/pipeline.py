@@ -26,9 +26,9 @@ from ..calculations.base import charge_multiplicity
 from ..chemistry import check_charge_multiplicity, smiles_symbols
 from ..processes import LeanProcess
 from ..structures import structure_symbols_positions
+from .base import outputs_of
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
-from .base import outputs_of
 from .mopac import MopacBaseWorkChain
 
 #: The seed's five stages, in order; ``stage`` extras take these values.
