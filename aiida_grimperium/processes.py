@@ -39,7 +39,8 @@ from yaml.cyaml import CEmitter, CParser
 from aiida import orm
 from aiida.common.links import LinkType, validate_link_label
 from aiida.engine.processes.calcjobs.monitors import CalcJobMonitors
-from aiida.engine.processes.calcjobs.tasks import UPDATE_COMMAND, Waiting
+from aiida.common.datastructures import CalcJobState
+from aiida.engine.processes.calcjobs.tasks import UPDATE_COMMAND, UPLOAD_COMMAND, Waiting
 from aiida.orm.utils import serialize
 from aiida.orm.utils.links import LinkTriple
 
@@ -302,10 +303,28 @@ class LeanWaiting(Waiting):
 
     async def execute(self):
         self.process._settle_in()  # (a process taken over from a checkpoint enters no state before this)
+        if self._command == UPLOAD_COMMAND:
+            self.recover_remote_folder()
         if self._command != UPDATE_COMMAND:
             return await super().execute()
         with _one_commit_per_poll(self.process.node):
             return await super().execute()
+
+    def recover_remote_folder(self) -> None:
+        """Give the job its ``remote_folder`` output again when a worker died between the upload and its record.
+
+        aiida-core marks the job uploaded (``UNSTASHING``) in a commit of its own, and links the ``remote_folder``
+        only at the next state change. A worker killed in between leaves a job whose files are uploaded but which
+        has no ``remote_folder``; the worker that takes it over skips the upload and, with it, the output (seen in
+        ``tests/test_crash_recovery.py``): the job ran, but its restart workchain failed for the missing output.
+        Here the output is made again from the working directory the upload recorded, before the upload is skipped.
+        """
+        process, node = self.process, self.process.node
+        if (node.get_state() != CalcJobState.UNSTASHING or 'remote_folder' in process.outputs
+                or not node.get_remote_workdir()):
+            return
+        if node.base.links.get_outgoing(link_label_filter='remote_folder').first() is None:
+            process.out('remote_folder', orm.RemoteData(computer=node.computer, remote_path=node.get_remote_workdir()))
 
     @property
     def monitors(self):

@@ -342,3 +342,37 @@ def test_a_poll_commits_once_with_aiidas_results(aiida_profile):
     assert {k: plain.base.attributes.get(k, None) for k in keys} == {k: lean.base.attributes.get(k, None) for k in keys}
     assert lean.get_scheduler_state() is JobState.RUNNING and lean.get_last_job_info().job_state is JobState.RUNNING
     assert before <= lean.get_scheduler_lastchecktime() <= plain.get_scheduler_lastchecktime()  # the last poll's
+
+
+def test_a_job_uploaded_by_a_killed_worker_gets_its_remote_folder_back(aiida_profile, real_code, tmp_path):
+    """A worker killed after the upload but before the next state change: the job is marked uploaded
+    (``UNSTASHING``) without a ``remote_folder``, and aiida-core's upload task then skips the upload and the
+    output. :meth:`LeanWaiting.recover_remote_folder` gives it back, from the recorded working directory."""
+    import inspect
+
+    from aiida.common.datastructures import CalcJobState
+    from aiida.engine.processes.calcjobs import tasks
+    from aiida.engine.utils import instantiate_process
+    from aiida.manage import get_manager
+
+    from aiida_grimperium.calculations.mopac import MopacCalculation
+    from aiida_grimperium.processes import LeanWaiting
+
+    # the aiida-core behaviour this makes up for: still there (if not, the recovery is no longer needed)
+    assert 'if node.get_state() == CalcJobState.UNSTASHING:' in inspect.getsource(tasks.task_upload_job)
+
+    builder = MopacCalculation.get_builder()
+    builder.code = real_code('mopac', 'grimperium.mopac')
+    builder.structure = structure_from_smiles('CCO')
+    process = instantiate_process(get_manager().get_runner(), builder)
+    waiting = LeanWaiting(process, None, data={'command': tasks.UPLOAD_COMMAND})
+    waiting.recover_remote_folder()
+    assert 'remote_folder' not in process.outputs  # not uploaded yet: nothing to recover
+
+    process.node.set_remote_workdir(str(tmp_path))
+    process.node.set_state(CalcJobState.UNSTASHING)
+    waiting.recover_remote_folder()
+    remote = process.outputs['remote_folder']
+    assert remote.get_remote_path() == str(tmp_path) and remote.computer.uuid == process.node.computer.uuid
+    waiting.recover_remote_folder()
+    assert process.outputs['remote_folder'] is remote  # once
