@@ -37,9 +37,9 @@ import yaml
 from plumpy import ProcessState
 from yaml.cyaml import CEmitter, CParser
 from aiida import orm
+from aiida.common.datastructures import CalcJobState
 from aiida.common.links import LinkType, validate_link_label
 from aiida.engine.processes.calcjobs.monitors import CalcJobMonitors
-from aiida.common.datastructures import CalcJobState
 from aiida.engine.processes.calcjobs.tasks import UPDATE_COMMAND, UPLOAD_COMMAND, Waiting
 from aiida.orm.utils import serialize
 from aiida.orm.utils.links import LinkTriple
@@ -320,11 +320,11 @@ class LeanWaiting(Waiting):
         Here the output is made again from the working directory the upload recorded, before the upload is skipped.
         """
         process, node = self.process, self.process.node
-        if (node.get_state() != CalcJobState.UNSTASHING or 'remote_folder' in process.outputs
-                or not node.get_remote_workdir()):
+        workdir = node.get_remote_workdir()
+        if node.get_state() != CalcJobState.UNSTASHING or 'remote_folder' in process.outputs or not workdir:
             return
         if node.base.links.get_outgoing(link_label_filter='remote_folder').first() is None:
-            process.out('remote_folder', orm.RemoteData(computer=node.computer, remote_path=node.get_remote_workdir()))
+            process.out('remote_folder', orm.RemoteData(computer=node.computer, remote_path=workdir))
 
     @property
     def monitors(self):
