@@ -133,6 +133,17 @@ def embed_conformers(smiles_or_mol, num_conformers: int, seed: int = 0xF00D, *, 
     return symbols, [molecule_symbols_positions(mol, i)[1] for i in ids]
 
 
+def boltzmann_average(values_kcal_mol: Sequence[float], temperature: float = DEFAULT_TEMPERATURE) -> float | None:
+    """The Boltzmann-weighted mean of energies in kcal/mol at ``temperature`` (K), each weighted by its own value
+    (the weights of a PM7 heat-of-formation ensemble); ``None`` for no values."""
+    values = np.asarray([v for v in values_kcal_mol if v is not None], dtype=float)
+    if not len(values):
+        return None
+    kt = 0.0019872043 * temperature  # the gas constant in kcal/(mol K)
+    weights = np.exp(-(values - values.min()) / kt)
+    return float(np.dot(weights, values) / weights.sum())
+
+
 def molecule_from_structure(symbols, positions, charge: int = 0):
     """An RDKit molecule with bond orders perceived from a geometry (for embedding from a structure)."""
     from rdkit import Chem

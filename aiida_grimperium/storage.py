@@ -1,5 +1,4 @@
-"""SQLite write-ahead logging for ``core.sqlite_dos`` profiles (the one storage setting the package changes), and
-:func:`write_transaction`, several writes in one commit.
+"""SQLite write-ahead logging for ``core.sqlite_dos`` profiles (the one storage setting the package changes).
 
 AiiDA's ``core.sqlite_dos`` opens its database in SQLite's default *rollback-journal* mode. There every commit
 writes and syncs a journal file and takes a lock that also shuts out readers, and the engine commits after
@@ -18,7 +17,6 @@ every committed transaction.
 """
 from __future__ import annotations
 
-import contextlib
 import pathlib
 import sqlite3
 from contextlib import closing
@@ -74,35 +72,3 @@ def checkpoint(profile) -> tuple[int, int] | None:
     with closing(sqlite3.connect(path, timeout=30)) as connection:
         _, log, done = connection.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()
     return log, done
-
-
-@contextlib.contextmanager
-def write_transaction(backend):
-    """One database transaction for several writes: one commit, and no re-reads of rows in between.
-
-    AiiDA commits each attribute it sets on a stored node, and outside a transaction re-reads a node's row
-    from the database each time one of its fields is read. A state change of a process was four to six
-    commits and a few dozen such reads. On SQLite the transaction starts with ``BEGIN IMMEDIATE``: it takes
-    the write lock first (waiting for it like any write), so it can never fail half-way because another
-    process wrote since it read (a deferred SQLite transaction that reads, then writes, can). Any error rolls
-    everything back and is raised.
-    """
-    from aiida.storage.psql_dos.backend import PsqlDosBackend
-
-    if not isinstance(backend, PsqlDosBackend):  # (``core.sqlite_dos`` is one too) another storage: AiiDA's commits
-        yield
-        return
-    session = backend.get_session()
-    if session.in_nested_transaction():
-        with session.begin_nested():  # inside one already: a savepoint (AiiDA's `transaction()` would commit all)
-            yield
-        return
-    connection = session.connection()
-    if connection.dialect.name == 'sqlite' and not connection.connection.dbapi_connection.in_transaction:
-        connection.exec_driver_sql('BEGIN IMMEDIATE')
-    try:
-        with backend.transaction():
-            yield
-    except BaseException:
-        session.rollback()
-        raise

@@ -58,10 +58,11 @@ def test_rdkit_xtb_finds_anti_and_gauche_butane(xtb_code, butane_crest):
     assert energies[1] == pytest.approx(butane_crest['conformers'][1]['energy_hartree'], abs=2e-4)
     assert ensemble.base.attributes.get('engine') == 'rdkit-xtb'
     assert sorted(ensemble.get_arraynames()) == LAYOUT_ARRAYS
-    # one process: the xtb job embeds the 12 RDKit conformers itself, optimises them all and keeps the two
+    # one job (through its restart workchain): it embeds the 12 RDKit conformers itself, optimises them all and
+    # keeps the two
     called = node.called
-    assert [c.process_label for c in called] == ['XtbCalculation']
-    job = called[0]
+    assert [c.process_label for c in called] == ['XtbBaseWorkChain']
+    job = called[0].called[0]
     assert job.inputs.smiles.value == 'CCCC' and job.inputs.embedding['num_conformers'] == 12
     started_from = [n for n in job.base.repository.list_object_names() if n.startswith('conf') and n.endswith('.xyz')]
     assert len(started_from) > 2  # the RDKit conformers, kept as the job's input files
@@ -147,28 +148,25 @@ def test_rdkit_xtb_charged_solvated_from_structure(xtb_code):
     assert results['output_parameters']['lowest_energy_hartree'] == pytest.approx(-14.27354387, abs=1e-4)
 
 
-def test_failed_xtb_job_is_taken_over_by_its_restart_workchain(xtb_code):
-    """The xtb job of all conformers hits its cycle limit (real, 500): XtbBaseWorkChain takes over from that job
-    (twice the cycles, from the geometries it reached) and the search ends well, from the restarted job."""
+def test_failed_xtb_job_is_restarted_by_its_restart_workchain(xtb_code):
+    """The xtb job of all conformers hits its cycle limit (real, 500): XtbBaseWorkChain restarts it (twice the
+    cycles) and the search ends well, from the restarted job."""
     results, node = run_get_node(ConformerSearchWorkChain, smiles=orm.Str('CCO'), xtb_code=xtb_code,
                                  num_conformers=orm.Int(3), xtb_parameters=orm.Dict({'cycles': 2}))
     assert node.is_finished_ok, node.exit_status
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['XtbCalculation', 'XtbBaseWorkChain']
-    first, restart = called
-    assert first.exit_status == 500 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
-    jobs = sorted(restart.called, key=lambda n: n.ctime)
-    assert jobs[0].inputs.parameters['cycles'] == 4  # the handler's fix of the first job's failure, not a repeat
-    assert jobs[0].inputs.smiles.value == 'CCO' and 'structure' not in jobs[0].inputs  # the same conformers again
+    assert [c.process_label for c in called] == ['XtbBaseWorkChain']
+    jobs = sorted(called[0].called, key=lambda n: n.ctime)
+    assert jobs[0].exit_status == 500 and jobs[1].inputs.parameters['cycles'] == 4  # the handler's fix
+    assert jobs[1].inputs.smiles.value == 'CCO' and 'structure' not in jobs[1].inputs  # the same conformers again
     assert jobs[-1].is_finished_ok
     assert results['ensemble'].uuid == jobs[-1].outputs.output_ensemble.uuid
     assert results['output_parameters']['num_conformers'] >= 1
 
 
 def test_pipeline_runs_the_search_inline_and_mopac_on_the_top_n(xtb_code, real_code):
-    """The campaign pipeline runs the search's steps itself: two sub-processes per molecule, the xtb job and the
-    MOPAC job (without restart workchains when they succeed), and MOPAC computes the ``top_n`` lowest conformers
-    of the xtb job's ensemble (its ``num_conformers``)."""
+    """The pipeline runs the search's steps itself: the xtb and the MOPAC restart workchains and the summary
+    calcfunction, and MOPAC computes the ``top_n`` lowest conformers of the xtb job's ensemble."""
     from aiida_grimperium.campaign.builders import pipeline_builder
     from aiida_grimperium.campaign.molecules import Molecule
     from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
@@ -179,8 +177,8 @@ def test_pipeline_runs_the_search_inline_and_mopac_on_the_top_n(xtb_code, real_c
                                                   settings, codes))
     assert node.is_finished_ok, node.exit_message
     called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['XtbCalculation', 'MopacCalculation']
-    xtb, mopac = called
+    assert [c.process_label for c in called] == ['XtbBaseWorkChain', 'MopacBaseWorkChain', 'summarize_molecule']
+    xtb, mopac = (workchain.called[0] for workchain in called[:2])
     assert results['ensemble'].uuid == xtb.outputs.output_ensemble.uuid
     assert results['ensemble'].numsteps == 2  # anti and gauche (its mirror image is the same conformer)
     assert mopac.inputs.ensemble.uuid == results['ensemble'].uuid and mopac.inputs.num_conformers.value == 1
@@ -190,11 +188,16 @@ def test_pipeline_runs_the_search_inline_and_mopac_on_the_top_n(xtb_code, real_c
     summary = results['output_parameters'].get_dict()
     assert summary['conformer_search_status'] == 'SUCCESS' and summary['num_conformers'] == results['ensemble'].numsteps
     assert 0 < summary['conformer_search_time_s'] < (node.mtime - node.ctime).total_seconds()
+    # the summary has a creator, whose inputs are the jobs' outputs
+    assert results['output_parameters'].creator.uuid == called[2].uuid
+    assert called[2].inputs.pm7.uuid == mopac.outputs.output_parameters.uuid
+    assert summary['most_stable_hof'] == results['most_stable_hof'].value == pytest.approx(
+        mopac.outputs.output_parameters['lowest_heat_of_formation_kcal_mol'], abs=1e-9)
 
 
-def test_pipeline_restarts_a_failed_mopac_job_from_its_failure(xtb_code, real_code):
-    """MOPAC's first job hits its cycle limit (real, 420): MopacBaseWorkChain takes over from that job, its
-    handler restarts from the last geometry with twice the cycles, and the molecule ends well."""
+def test_pipeline_restarts_a_failed_mopac_job(xtb_code, real_code):
+    """MOPAC's first job hits its cycle limit (real, 420): MopacBaseWorkChain restarts from the last geometry with
+    twice the cycles, and the molecule ends well."""
     from aiida_grimperium.campaign.builders import pipeline_builder
     from aiida_grimperium.campaign.molecules import Molecule
     from aiida_grimperium.campaign.store import DEFAULT_SETTINGS
@@ -206,14 +209,9 @@ def test_pipeline_restarts_a_failed_mopac_job_from_its_failure(xtb_code, real_co
     builder.mopac.max_iterations = orm.Int(8)
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
-    called = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.process_label for c in called] == ['XtbCalculation', 'MopacCalculation', 'MopacBaseWorkChain']
-    first, restart = called[1], called[2]
-    assert first.exit_status == 420 and restart.inputs.failed_attempt.uuid == first.outputs.remote_folder.uuid
+    restart = next(c for c in node.called if c.process_label == 'MopacBaseWorkChain')
     jobs = sorted(restart.called, key=lambda n: n.ctime)
-    assert jobs[0].inputs.parameters['cycles'] == 2  # the handler saw the first job's failure: no repeat of it
-    # one conformer: MOPAC gives its last geometry as a structure, and the next job starts from it
-    assert jobs[0].inputs.structure.uuid == first.outputs.output_structure.uuid
+    assert jobs[0].exit_status == 420 and jobs[1].inputs.parameters['cycles'] == 2  # the handler's fix
     assert jobs[-1].is_finished_ok and [j.exit_status for j in jobs[:-1]] == [420] * (len(jobs) - 1)
     assert results['most_stable_hof'].value == pytest.approx(
         jobs[-1].outputs.output_parameters['lowest_heat_of_formation_kcal_mol'], abs=1e-9)
@@ -231,7 +229,7 @@ def test_pipeline_search_failure_keeps_the_message(xtb_code, real_code):
     builder.mopac.mopac.code = real_code('mopac', 'grimperium.mopac')
     builder.mopac.mopac.parameters = orm.Dict({'method': 'PM7', 'task': 'single_point'})
     results, node = run_get_node(builder)
-    assert node.exit_status == 410 and node.called == []
+    assert node.exit_status == 410 and [c.process_label for c in node.called] == ['summarize_molecule']
     summary = results['output_parameters'].get_dict()
     assert summary['conformer_search_status'] == 'FAILED'
     assert summary['error_message'] == 'conformer search: engine `crest` needs a `crest_code`'

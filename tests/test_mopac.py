@@ -191,32 +191,10 @@ def test_restart_workchain_recovers_cycle_limit(mopac_code, tmp_path):
     assert results['output_parameters']['heat_of_formation_kcal_mol'] == pytest.approx(float(reference[0]), abs=1e-5)
 
 
-def test_restart_workchain_takes_over_a_failed_job(mopac_code):
-    """A MopacCalculation run alone hits its cycle limit; the restart workchain given its remote folder goes on
-    from that failure (no repeat of it); a job that did not fail is refused as ``failed_attempt``."""
-    from aiida_grimperium.calculations.mopac import MopacCalculation
-    from aiida_grimperium.workchains.mopac import MopacBaseWorkChain
-
-    builder = MopacBaseWorkChain.get_builder_from_protocol(mopac_code, stretched_water(), 'balanced')
-    builder.mopac.parameters = orm.Dict({'task': 'optimization', 'cycles': 2})
-    _, failed = run_get_node(MopacCalculation, **builder.mopac)
-    assert failed.exit_status == 420
-    builder.failed_attempt = failed.outputs.remote_folder
-    results, node = run_get_node(builder)
-    assert node.is_finished_ok, node.exit_message
-    calcs = sorted(node.called, key=lambda n: n.ctime)
-    assert calcs[0].inputs.parameters['cycles'] == 4
-    assert calcs[0].inputs.structure.uuid == failed.outputs.output_structure.uuid  # from its last geometry
-    assert calcs[-1].is_finished_ok and len(calcs) <= 3
-    assert any('taking over from MopacCalculation' in log.message for log in orm.Log.collection.get_logs_for(node))
-
-    with pytest.raises(ValueError, match='did not fail'):  # finished well: nothing to take over
-        builder.failed_attempt = calcs[-1].outputs.remote_folder
-
-
 def test_outputs_linked_before_a_worker_was_killed_are_kept(mopac_code):
     """A worker killed while linking the outputs leaves links the reloaded workchain does not have in memory;
-    the workchain must still end well (AiiDA's own ``_attach_outputs`` skipped them: exit 11)."""
+    the workchain must still end well (aiida-core's ``_attach_outputs`` skips them: exit 11; see
+    ``GrimperiumBaseRestartWorkChain.results``)."""
     from aiida.common.links import LinkType
 
     from aiida_grimperium.workchains.mopac import MopacBaseWorkChain

@@ -28,8 +28,7 @@ from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..chemistry import check_charge_multiplicity
 from ..ensembles import embed_ensemble, refine_ensemble
-from ..processes import LeanProcess
-from .base import RestartOnlyOnFailure, outputs_of
+from .base import outputs_of
 from .xtb import XtbBaseWorkChain
 
 ENGINES = ('crest', 'rdkit-xtb')
@@ -38,7 +37,7 @@ DEFAULT_XTB = {'method': 'gfn2', 'task': 'optimization', 'opt_level': 'tight'}
 DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
 
 
-class ConformerSearchSteps(RestartOnlyOnFailure):
+class ConformerSearchSteps:
     """The steps of a conformer search, for a ``WorkChain`` that provides three hooks.
 
     * :meth:`search_inputs`: the search's inputs (those of :class:`ConformerSearchWorkChain`);
@@ -46,8 +45,8 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
     * :meth:`search_done`: receives ``ensemble``, ``lowest_structure`` and ``output_parameters``.
 
     Outline: ``validate_search, embed, if_(use_crest)(preoptimize, inspect_preoptimization, run_crest)
-    .else_(run_xtb_ensemble, if_(search_needs_restart)(restart_search)), inspect_search, refine``. The xtb job
-    of all conformers runs on its own; its :class:`XtbBaseWorkChain` only when it fails (``RestartOnlyOnFailure``).
+    .else_(run_xtb_ensemble), inspect_search, refine``. The xtb job of all conformers runs through
+    :class:`XtbBaseWorkChain`, whose handlers restart it when it fails.
     ``embed`` does nothing when the xtb job embeds the SMILES itself, ``refine`` nothing but collect the outputs
     when it refined them itself.
     """
@@ -172,15 +171,9 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         return self._xtb_inputs(**geometry, refine=orm.Dict(self.refine_parameters()))
 
     def run_xtb_ensemble(self):
-        node = self.submit_first_attempt(XtbBaseWorkChain, self._search_job_inputs())
+        node = self.submit(XtbBaseWorkChain, **self._search_job_inputs())
         self.report(f'xtb optimisation of all RDKit conformers in one job: {node.process_label}<{node.pk}>')
         return ToContext(search=node)
-
-    def search_needs_restart(self):
-        return self.needs_restart(self.ctx.search, XtbBaseWorkChain)
-
-    def restart_search(self):
-        return ToContext(search=self.submit_restart(XtbBaseWorkChain, self._search_job_inputs(), self.ctx.search))
 
     def inspect_search(self):
         search = self.ctx.search
@@ -219,7 +212,7 @@ class ConformerSearchSteps(RestartOnlyOnFailure):
         return self.search_done(outputs)
 
 
-class ConformerSearchWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
+class ConformerSearchWorkChain(ConformerSearchSteps, WorkChain):
     """Conformer search of one molecule; outputs ``ensemble``, ``lowest_structure`` and ``output_parameters``."""
 
     @classmethod
@@ -247,10 +240,7 @@ class ConformerSearchWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         spec.outline(
             cls.validate_search,
             cls.embed,
-            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(
-                cls.run_xtb_ensemble,
-                if_(cls.search_needs_restart)(cls.restart_search),
-            ),
+            if_(cls.use_crest)(cls.preoptimize, cls.inspect_preoptimization, cls.run_crest).else_(cls.run_xtb_ensemble),
             cls.inspect_search,
             cls.refine,
         )

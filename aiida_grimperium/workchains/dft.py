@@ -13,7 +13,6 @@ import importlib
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
-from ..processes import LeanProcess
 
 #: ``default_calc_job_plugin`` of the code -> (module, class) of its base workchain.
 BASE_WORKCHAINS = {
@@ -47,7 +46,7 @@ def extract_energy_and_gap(parameters: orm.Dict) -> dict:
     return results
 
 
-class DftWorkChain(LeanProcess, WorkChain):
+class DftWorkChain(WorkChain):
     """Compute a DFT energy (and gap, and relaxed structure) with whichever DFT code ``code`` is."""
 
     @classmethod

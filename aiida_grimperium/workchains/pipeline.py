@@ -5,15 +5,14 @@ SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre
 conformers in **one** MOPAC job → optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code
 given) on the PM7-lowest conformer.
 
-Per molecule of a campaign (rdkit-xtb from SMILES, no DFT) that is three processes: this workchain, the xtb job
-(which embeds the RDKit conformers, optimises them all and keeps the refined ensemble) and the MOPAC job (on the
-``top_n`` lowest of that ensemble: its ``num_conformers``). The xtb and MOPAC jobs run on their own; their
-restart workchains (:class:`XtbBaseWorkChain`, :class:`MopacBaseWorkChain`) are launched only when a job fails,
-and take over from that failure (``RestartOnlyOnFailure``). AiiDA's bookkeeping grows with processes and links
-(``docs/performance.md``), hence also no conformer sub-workchain.
+For one molecule (rdkit-xtb from SMILES, no DFT): this workchain, the xtb job through
+:class:`XtbBaseWorkChain` (it embeds the RDKit conformers, optimises them all and keeps the refined ensemble),
+the MOPAC job through :class:`MopacBaseWorkChain` (on the ``top_n`` lowest of that ensemble) and the summary
+calcfunction. Campaigns run many molecules per job instead (:class:`~.batch.ConformerBatchWorkChain`).
 
 A failure in one stage ends the molecule with that stage's exit code (410 conformers, 420 MOPAC, 430 DFT) and
-keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain.
+keeps everything computed before it: ``output_parameters`` is written on every path out of the workchain, by
+:func:`~aiida_grimperium.calculations.functions.summaries.summarize_molecule` (so it has a creator).
 The current stage is kept in the node's ``stage`` extra, which ``grimperium campaign status`` reads.
 """
 from __future__ import annotations
@@ -23,8 +22,8 @@ from aiida.common import AttributeDict, timezone
 from aiida.engine import ExitCode, ToContext, WorkChain, if_
 
 from ..calculations.base import charge_multiplicity
+from ..calculations.functions.summaries import summarize_molecule
 from ..chemistry import check_charge_multiplicity, smiles_symbols
-from ..processes import LeanProcess
 from ..structures import structure_symbols_positions
 from .base import outputs_of
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
@@ -40,7 +39,7 @@ def duration_seconds(node: orm.ProcessNode) -> float:
     return (node.mtime - node.ctime).total_seconds()
 
 
-class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
+class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
@@ -71,9 +70,7 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         spec.outline(
             cls.start,
             if_(cls.use_crest)(cls.run_crest_after_preoptimization),
-            if_(cls.search_needs_restart)(cls.restart_search),
             cls.refine_and_run_mopac,
-            if_(cls.mopac_needs_restart)(cls.restart_mopac),
             cls.inspect_mopac_then_dft_or_results,
             if_(cls.should_run_dft)(cls.inspect_dft_and_results),
         )
@@ -141,6 +138,7 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         self.node.base.extras.set('stage', stage)
 
     def setup(self):
+        self.ctx.results = {}  # the output nodes the summary is made from
         self.ctx.summary = {'top_n': self.inputs.top_n.value,
                             'engine': self.inputs.conformers.get('engine', orm.Str('')).value}
         self.set_stage('preoptimization')  # the conformer search starts with the xtb pre-optimisation
@@ -170,9 +168,7 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         self.out('ensemble', ensemble)
         self.ctx.ensemble = ensemble
         self.ctx.summary['conformer_search_status'] = 'SUCCESS'
-        self.ctx.summary['num_conformers'] = ensemble.numsteps
-        if 'relative_energies_kcal_mol' in ensemble.get_arraynames():
-            self.ctx.summary['conformer_relative_energies_kcal_mol'] = ensemble.get_array('relative_energies_kcal_mol').tolist()
+        self.ctx.results['search'] = outputs['output_parameters']
 
     def elapsed_seconds(self) -> float:
         return (timezone.now() - self.node.ctime).total_seconds()
@@ -189,35 +185,24 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
     def run_mopac(self):
         """One MOPAC job for the selected conformers; its restart workchain only if it fails."""
         self.set_stage('mopac')
-        node = self.submit_first_attempt(MopacBaseWorkChain, self.mopac_inputs())
-        self.ctx.mopac_started = node.ctime.timestamp()  # a restart workchain may take over
+        node = self.submit(MopacBaseWorkChain, **self.mopac_inputs())
         count = min(self.ctx.ensemble.numsteps, self.inputs.top_n.value)
         self.report(f'launched {node.process_label}<{node.pk}> on {count} conformers')
         return ToContext(mopac=node)
 
-    def mopac_needs_restart(self):
-        return self.needs_restart(self.ctx.mopac, MopacBaseWorkChain)
-
-    def restart_mopac(self):
-        return ToContext(mopac=self.submit_restart(MopacBaseWorkChain, self.mopac_inputs(), self.ctx.mopac))
-
     def inspect_mopac(self):
         node = self.ctx.mopac
-        self.ctx.summary['mopac_time_s'] = node.mtime.timestamp() - self.ctx.mopac_started
+        self.ctx.summary['mopac_time_s'] = duration_seconds(node)
         outputs = outputs_of(node)
         if 'output_parameters' in outputs:
             parameters = outputs['output_parameters']
             self.out('pm7_parameters', parameters)
-            heats = [h for h in parameters['heats_of_formation_kcal_mol'] if h is not None]
-            self.ctx.summary['pm7_heats_of_formation_kcal_mol'] = sorted(heats)
+            self.ctx.results['pm7'] = parameters
         if not node.is_finished_ok:
             self.ctx.summary['mopac_status'] = 'FAILED'
             self.ctx.summary['error_message'] = f'MOPAC: {node.exit_message or node.process_state.value}'
             return self.fail(self.exit_codes.ERROR_MOPAC_FAILED)
         self.ctx.summary['mopac_status'] = 'OK'
-        most_stable = orm.Float(parameters['lowest_heat_of_formation_kcal_mol'])
-        self.ctx.summary['most_stable_hof'] = most_stable.value
-        self.out('most_stable_hof', most_stable.store())
         if 'output_structure' in outputs:
             self.out('lowest_structure', outputs['output_structure'])
 
@@ -244,9 +229,9 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
             return self.fail(self.exit_codes.ERROR_DFT_FAILED)
         self.out_many(self.exposed_outputs(node, DftWorkChain, namespace='dft'))
         self.ctx.summary['dft_status'] = 'OK'
-        self.ctx.summary['dft_energy_ev'] = node.outputs.energy.value
+        self.ctx.results['dft_energy'] = node.outputs.energy
         if 'band_gap' in node.outputs:
-            self.ctx.summary['dft_band_gap_ev'] = node.outputs.band_gap.value
+            self.ctx.results['dft_band_gap'] = node.outputs.band_gap
 
     def fail(self, exit_code):
         """End the molecule with ``exit_code``, keeping the summary of what was computed."""
@@ -254,7 +239,10 @@ class ConformerToDftWorkChain(ConformerSearchSteps, LeanProcess, WorkChain):
         return exit_code
 
     def write_summary(self):
-        self.out('output_parameters', orm.Dict(self.ctx.summary).store())
+        """The summary and ``most_stable_hof``, made by a calcfunction from the jobs' outputs."""
+        outputs = summarize_molecule(info=orm.Dict(self.ctx.summary), **self.ctx.results,
+                                     metadata={'call_link_label': 'summarize'})
+        self.out_many(outputs)
 
     def results(self):
         self.set_stage('done')
