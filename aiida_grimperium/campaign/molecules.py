@@ -1,37 +1,95 @@
 """The campaign CSV: reading and validating molecules, row by row, in the seed's ``thermo_pm7.csv`` schema.
 
 Required columns: ``mol_id, smiles, charge, multiplicity``; optional: ``nheavy, H298_cbs, batch_id`` and any
-extra columns (kept as they are). Each row is checked with pydantic and RDKit; every problem is reported
-with the file, the row (its line number in the file: the header is row 1) and the field.
+extra columns (kept as they are). Each row is checked with pydantic and RDKit; every problem is reported as
+``FILE: row N (mol_id X), field `F`: reason``, N being the line number in the file (the header is line 1) and
+X the row's ``mol_id`` as written (left out when the row has none).
 
-* **strict**: any error refuses the whole file (every error is listed);
-* **permissive**: bad rows are reported and skipped, the others go on.
+* **strict** (``read_csv(path, strict=True)``, the default): every error is listed and the caller refuses the
+  whole file; two rows holding the same molecule are an error;
+* **permissive** (``strict=False``): bad rows are reported and skipped, the others go on; of two rows holding the
+  same molecule the first is kept and the other is skipped with a warning.
 
-Zero is a value, not "missing"; an empty or NaN reference (``H298_cbs``) means "no reference", not an error.
+The rules:
+
+* **The file as a whole** is refused (:class:`CsvFileError`, a ``ValueError`` naming the file, in either mode) when
+  it cannot be read, is empty, has a header and no molecule rows, lacks a required column (with a hint when the
+  header looks separated by ``;`` or tabs: such files are not sniffed and accepted, since ``;`` files usually
+  come with decimal commas too), names a column twice, has a column without a name, or has a column named like
+  an output column of the export (:data:`OUTPUT_COLUMNS`) or a field the validation sets (``row``, ``inchikey``,
+  ``smiles_input``). The file is read once, in text mode: a pipe (``<(cat file.csv)``) works.
+* **A ragged row** (more or fewer values than the header has columns) is an error: values are never dropped
+  nor guessed. Blank lines are skipped (and still counted as lines).
+* **Numbers** must be finite: ``inf``, ``-inf``, ``1e400``, ``-nan`` are errors ("must be a finite number") in
+  every numeric field. Zero is a value, not "missing". Only the missing markers (empty, ``nan``, ``NA``,
+  ``N/A``, ``none``, ``null``, any case) mean "no value": for ``H298_cbs`` that is "no reference" (the molecule
+  runs, its deltas stay empty), for ``nheavy`` and ``batch_id`` "not given"; ``charge`` and ``multiplicity``
+  must be given.
+* **Chemistry**: the SMILES is parsed by RDKit once per row (RDKit's own reason is shown when it refuses it);
+  the charge must equal its formal charge, the multiplicity must fit the electron count, ``nheavy`` (if given)
+  must equal its heavy atoms. The InChIKey is stored on the molecule (``inchikey``).
+* **Salts and mixtures** (a SMILES with disconnected fragments, ``CC(=O)[O-].[Na+]``), policy ``fragments``:
+  ``'refuse'`` (default): an error naming the fragments. ``'largest'``: the largest organic fragment
+  (RDKit's ``LargestFragmentChooser``) is kept, with a warning naming what was dropped; the charge of the row
+  must match the whole SMILES and becomes the kept fragment's formal charge; the multiplicity is kept and checked
+  against the fragment; ``nheavy`` may count the whole SMILES or the fragment and becomes the fragment's;
+  ``smiles`` becomes the fragment's canonical SMILES, the SMILES as written is kept in ``smiles_input``; a
+  ``H298_cbs`` reference (which was for the whole SMILES) is dropped.
+* **Identity**: two rows with the same InChIKey (``OCC``, ``CCO``, ``C(C)O``) are the same molecule: strict, an
+  error on the later row naming the first row and mol_id; permissive, the later row is skipped with a warning
+  (kept in ``Validation.skipped``). A ``mol_id`` used twice is an error in both modes. Rows with other errors
+  take no part in the identity check.
+
+:func:`write_validation_log` writes the report to a log file every time, also when the file is valid.
 """
 from __future__ import annotations
 
 import csv
-import math
+import io
 import pathlib
 from dataclasses import dataclass, field
 
 import pydantic
 
+from .validation_rules import FRAGMENT_POLICIES, MISSING, check_chemistry, finite_number, header_problems
+from .validation_rules import integer as _integer
+from .validation_rules import is_missing
+
+__all__ = ['REQUIRED_COLUMNS', 'OPTIONAL_COLUMNS', 'OUTPUT_COLUMNS', 'MISSING', 'RowError', 'Validation',
+           'CsvFileError', 'Molecule', 'read_csv', 'validate_rows', 'write_validation_log']
+
 REQUIRED_COLUMNS = ('mol_id', 'smiles', 'charge', 'multiplicity')
 OPTIONAL_COLUMNS = ('nheavy', 'H298_cbs', 'batch_id')
-MISSING = {'', 'nan', 'none', 'null', 'na', 'n/a'}
+#: the columns the export adds to a campaign's own: a CSV column of the same name would be overwritten
+OUTPUT_COLUMNS = (
+    'status', 'reruns', 'timestamp_added', 'timestamp_started', 'timestamp_completed', 'crest_status',
+    'crest_conformers_generated', 'crest_conformers_kept', 'crest_time', 'mopac_status', 'mopac_time', 'delta_1',
+    'delta_2', 'delta_3', 'most_stable_hof', 'boltzmann_hof', 'error_message', 'pk', 'uuid', 'engine', 'top_n',
+    'pm7_heats_of_formation_kcal_mol', 'dft_code', 'dft_status', 'dft_energy_ev', 'dft_band_gap_ev', 'dft_time',
+)
+#: fields the validation sets itself
+COMPUTED_FIELDS = ('row', 'inchikey', 'smiles_input')
+RESERVED_COLUMNS = {
+    **{name: 'is an output column of the export (it would be overwritten there)' for name in OUTPUT_COLUMNS},
+    **{name: 'is a field the validation sets itself' for name in COMPUTED_FIELDS},
+}
 
 
 @dataclass(frozen=True)
 class RowError:
+    """A problem of one row (``row`` = its line in the file; 0 for the file as a whole). Also used for warnings."""
+
     file: str
     row: int
     field: str
     message: str
+    mol_id: str | None = None
 
     def __str__(self) -> str:
-        return f'{self.file}: row {self.row}, field `{self.field}`: {self.message}'
+        if self.row == 0:
+            return f'{self.file}: {self.message}'
+        where = f'row {self.row} (mol_id {self.mol_id})' if self.mol_id else f'row {self.row}'
+        return f'{self.file}: {where}, field `{self.field}`: {self.message}'
 
 
 @dataclass
@@ -42,28 +100,35 @@ class Validation:
     molecules: list['Molecule'] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     rows_read: int = 0
+    warnings: list[RowError] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # rows left out with a warning (permissive duplicates)
 
     @property
     def bad_rows(self) -> list[int]:
         return sorted({error.row for error in self.errors})
 
     def report(self) -> str:
-        lines = [f'{self.path}: {self.rows_read} rows, {len(self.molecules)} valid, {len(self.bad_rows)} with errors']
-        lines += [f'  {error}' for error in self.errors]
+        if self.errors:
+            head = f'{self.path}: {self.rows_read} rows, {len(self.molecules)} valid, {len(self.bad_rows)} with errors'
+        else:
+            head = f'{self.path}: {self.rows_read} rows, all valid: the file is valid'
+            if self.skipped:
+                head = f'{self.path}: {self.rows_read} rows, no errors, {len(self.molecules)} molecules'
+        if self.skipped:
+            head += f', {len(self.skipped)} skipped'
+        if self.warnings:
+            head += f', {len(self.warnings)} warning(s)'
+        lines = [head] + [f'  {error}' for error in self.errors]
+        lines += [f'  warning: {warning}' for warning in self.warnings]
         return '\n'.join(lines)
 
 
-def _integer(value, name: str) -> int:
-    """An integer from a CSV cell: ``1``, ``-1``, ``1.0`` are fine; ``1.5``, ``one`` and empty are not."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in MISSING):
-        raise ValueError(f'{name} is missing')
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f'{name} must be an integer, got `{value}`') from None
-    if not number.is_integer():
-        raise ValueError(f'{name} must be an integer, got `{value}`')
-    return int(number)
+class CsvFileError(ValueError):
+    """The file as a whole is refused (see the module docstring); ``validation`` holds its errors."""
+
+    def __init__(self, validation: Validation):
+        self.validation = validation
+        super().__init__('\n'.join(str(error) for error in validation.errors))
 
 
 class Molecule(pydantic.BaseModel):
@@ -79,6 +144,8 @@ class Molecule(pydantic.BaseModel):
     H298_cbs: float | None = None
     batch_id: str | None = None
     row: int = 0
+    inchikey: str | None = None  # set by the validation
+    smiles_input: str | None = None  # the SMILES as written, when fragments='largest' kept a fragment of it
 
     @pydantic.field_validator('mol_id', 'smiles', mode='before')
     @classmethod
@@ -109,7 +176,7 @@ class Molecule(pydantic.BaseModel):
     @pydantic.field_validator('nheavy', mode='before')
     @classmethod
     def _nheavy(cls, value):
-        if value is None or str(value).strip().lower() in MISSING:
+        if is_missing(value):
             return None
         return _integer(value, 'nheavy')
 
@@ -118,83 +185,155 @@ class Molecule(pydantic.BaseModel):
     def _reference(cls, value):
         if value is None or str(value).strip().lower() in MISSING:
             return None  # no reference: the molecule still runs, its deltas stay empty
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            raise ValueError(f'reference H298_cbs must be a number, got `{value}`') from None
-        if math.isnan(number) or math.isinf(number):
-            return None
-        return number
+        return finite_number(value, 'H298_cbs')
 
     @pydantic.field_validator('batch_id', mode='before')
     @classmethod
     def _batch(cls, value):
-        if value is None or str(value).strip().lower() in MISSING:
+        if is_missing(value):
             return None
         return str(value).strip()
 
 
-def chemistry_errors(molecule: Molecule) -> list[tuple[str, str]]:
-    """RDKit checks of a row that pydantic accepted: SMILES, formal charge, electron parity, heavy atoms."""
-    from rdkit import Chem, RDLogger
-
-    from ..chemistry import check_charge_multiplicity
-
-    RDLogger.DisableLog('rdApp.*')  # the row error below says it better than RDKit's stderr
-    mol = Chem.MolFromSmiles(molecule.smiles)
-    if mol is None:
-        return [('smiles', f'RDKit cannot parse the SMILES `{molecule.smiles}`')]
-    errors = []
-    formal = Chem.GetFormalCharge(mol)
-    if formal != molecule.charge:
-        errors.append(('charge', f'charge {molecule.charge} differs from the formal charge {formal} of the SMILES'))
-    symbols = [atom.GetSymbol() for atom in Chem.AddHs(mol).GetAtoms()]
-    try:
-        check_charge_multiplicity(symbols, molecule.charge, molecule.multiplicity)
-    except ValueError as exc:
-        errors.append(('multiplicity', str(exc)))
-    heavy = mol.GetNumHeavyAtoms()
-    if molecule.nheavy is not None and molecule.nheavy != heavy:
-        errors.append(('nheavy', f'nheavy {molecule.nheavy} differs from the {heavy} heavy atoms of the SMILES'))
-    return errors
+def _label(value) -> str | None:
+    """The mol_id of a raw row as the messages show it (``None`` when there is none)."""
+    if value is None or not str(value).strip():
+        return None
+    text = str(value).strip()
+    return text if text.isprintable() else repr(text)
 
 
-def validate_rows(rows: list[dict], path: str) -> Validation:
-    """Validate rows read from ``path``; see the module docstring."""
-    result = Validation(path=path, rows_read=len(rows))
-    seen: dict[str, int] = {}
-    for number, row in enumerate(rows, start=2):  # line numbers of the file: the header is line 1
+def _pydantic_errors(exc: pydantic.ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors():
+        name = str(error['loc'][0]) if error['loc'] else '?'
+        problems.append((name, str(error.get('ctx', {}).get('error') or error['msg']).removeprefix('Value error, ')))
+    return problems
+
+
+def _validate(result: Validation, rows, strict: bool, fragments: str) -> Validation:
+    """Validate ``rows``, pairs of (line number, {column: value}), into ``result``."""
+    if fragments not in FRAGMENT_POLICIES:
+        raise ValueError(f'fragments must be one of {", ".join(FRAGMENT_POLICIES)}, got {fragments!r}')
+    path = result.path
+    mol_ids: dict[str, int] = {}
+    identities: dict[str, tuple[int, str, str]] = {}  # InChIKey -> (row, mol_id, smiles) of its first row
+    for number, raw in rows:
+        label = _label(raw.get('mol_id'))
         try:
-            molecule = Molecule.model_validate({**row, 'row': number})
+            molecule = Molecule.model_validate({**raw, 'row': number})
         except pydantic.ValidationError as exc:
-            for error in exc.errors():
-                name = str(error['loc'][0]) if error['loc'] else '?'
-                message = str(error.get('ctx', {}).get('error') or error['msg']).removeprefix('Value error, ')
-                result.errors.append(RowError(path, number, name, message))
+            result.errors += [RowError(path, number, name, message, label) for name, message in _pydantic_errors(exc)]
             continue
-        problems = chemistry_errors(molecule)
-        if molecule.mol_id in seen:
-            problems.append(('mol_id', f'duplicate mol_id `{molecule.mol_id}` (first on row {seen[molecule.mol_id]})'))
+        chemistry = check_chemistry(molecule.smiles, molecule.charge, molecule.multiplicity, molecule.nheavy,
+                                    fragments, molecule.H298_cbs is not None)
+        problems = chemistry.errors
+        if molecule.mol_id in mol_ids:
+            problems.append(('mol_id', f'duplicate mol_id `{molecule.mol_id}` (first on row {mol_ids[molecule.mol_id]})'))
         else:
-            seen[molecule.mol_id] = number
+            mol_ids[molecule.mol_id] = number
         if problems:
-            result.errors += [RowError(path, number, name, message) for name, message in problems]
-        else:
-            result.molecules.append(molecule)
+            result.errors += [RowError(path, number, name, message, label) for name, message in problems]
+            continue
+        result.warnings += [RowError(path, number, name, message, label) for name, message in chemistry.warnings]
+        first = identities.get(chemistry.identity)
+        if first is not None:
+            message = (f'same molecule as row {first[0]} (mol_id {first[1]}): `{molecule.smiles}` and `{first[2]}` '
+                       f'have the same {chemistry.identity}')
+            if strict:
+                result.errors.append(RowError(path, number, 'smiles', message + '; keep one of them', label))
+            else:
+                result.warnings.append(RowError(path, number, 'smiles', message + f'; skipped, row {first[0]} kept', label))
+                result.skipped.append(number)
+            continue
+        identities[chemistry.identity] = (number, molecule.mol_id, molecule.smiles)
+        for name, value in chemistry.updates.items():
+            setattr(molecule, name, value)
+        result.molecules.append(molecule)
     return result
 
 
-def read_csv(path: str | pathlib.Path) -> Validation:
-    """Read and validate a campaign CSV. A file that cannot be read at all raises ``ValueError`` naming it."""
-    path = pathlib.Path(path)
+def validate_rows(rows: list[dict], path: str, *, strict: bool = True, fragments: str = 'refuse',
+                  lines: list[int] | None = None) -> Validation:
+    """Validate rows read from ``path`` (row ``i`` on line ``lines[i]``, by default ``i + 2``); see the module
+    docstring. The header checks are :func:`read_csv`'s."""
+    lines = lines if lines is not None else range(2, len(rows) + 2)
+    return _validate(Validation(path=path, rows_read=len(rows)), zip(lines, rows), strict, fragments)
+
+
+def _refuse(path: str, row: int, name: str, message: str):
+    raise CsvFileError(Validation(path=path, errors=[RowError(path, row, name, message)]))
+
+
+def _read_text(path: pathlib.Path) -> str:
+    """The whole file, read once in text mode (so a pipe works); ``CsvFileError`` when it cannot be read."""
     try:
         with open(path, newline='', encoding='utf-8-sig') as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-            if missing:
-                raise ValueError(f'{path}: missing required column(s) {", ".join(missing)}; found {", ".join(columns)}')
-            rows = [{k: v for k, v in row.items() if k is not None} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f'{path}: cannot read the CSV: {exc}') from exc
-    return validate_rows(rows, str(path))
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        _refuse(str(path), 0, '(file)', f'cannot read the CSV: {exc}')
+
+
+def read_csv(path: str | pathlib.Path, *, strict: bool = True, fragments: str = 'refuse') -> Validation:
+    """Read and validate a campaign CSV; the rules and the two policies are in the module docstring.
+
+    ``strict``: two rows with the same molecule (InChIKey) are an error (``True``) or the later one is skipped
+    with a warning (``False``). ``fragments``: ``'refuse'`` or ``'largest'`` for a SMILES with several fragments.
+    A file refused as a whole (unreadable, empty, bad header, no rows) raises :class:`CsvFileError`
+    (a ``ValueError`` naming the file).
+    """
+    if fragments not in FRAGMENT_POLICIES:
+        raise ValueError(f'fragments must be one of {", ".join(FRAGMENT_POLICIES)}, got {fragments!r}')
+    name = str(path)
+    text = _read_text(pathlib.Path(path))
+    if not text.strip():
+        _refuse(name, 0, '(file)', 'the file is empty: expected a header line with the columns '
+                                   f'{", ".join(REQUIRED_COLUMNS)} and one row per molecule')
+    reader = csv.reader(io.StringIO(text))
+    rows, lines, ragged = [], [], []
+    try:
+        header = next(reader)
+        while not any(cell.strip() for cell in header):  # blank lines before the header
+            header = next(reader)
+        header_line = reader.line_num
+        names = [cell.strip() for cell in header]
+        problems = header_problems(names, REQUIRED_COLUMNS, RESERVED_COLUMNS)
+        if problems:
+            errors = [RowError(name, header_line, column, message) for column, message in problems]
+            raise CsvFileError(Validation(path=name, errors=errors))
+        width = len(names)
+        id_index = names.index('mol_id')
+        previous = reader.line_num
+        for values in reader:
+            number, previous = previous + 1, reader.line_num  # the row's first line (a quoted cell may span lines)
+            if not any(values) or not any(cell.strip() for cell in values):
+                continue  # a blank line, or a line of empty cells
+            if len(values) != width:
+                label = _label(values[id_index]) if id_index < len(values) else None
+                if len(values) > width:
+                    extra = ', '.join(f'`{value}`' for value in values[width:])
+                    message = f'{len(values)} values but the header has {width} columns; extra value(s) {extra}'
+                else:
+                    message = f'only {len(values)} values but the header has {width} columns'
+                ragged.append(RowError(name, number, '(row)', message + ': the row is refused', label))
+                continue
+            rows.append(dict(zip(names, values)))
+            lines.append(number)
+    except StopIteration:
+        _refuse(name, 0, '(file)', 'the file is empty')
+    except csv.Error as exc:
+        _refuse(name, 0, '(file)', f'cannot read the CSV at line {reader.line_num}: {exc}')
+    if not rows and not ragged:
+        _refuse(name, header_line, '(rows)', 'no molecule rows: the file has a header and nothing else')
+    result = Validation(path=name, rows_read=len(rows) + len(ragged), errors=ragged)
+    _validate(result, zip(lines, rows), strict, fragments)
+    result.errors.sort(key=lambda error: error.row)
+    return result
+
+
+def write_validation_log(validation: Validation, path: str | pathlib.Path | None = None) -> pathlib.Path:
+    """Write (rewrite) the report of ``validation`` to ``path`` (default: the CSV's path + ``.validation.log``),
+    also when there is no error: then it says that the file is valid. Returns the log's path."""
+    log = pathlib.Path(path if path is not None else validation.path + '.validation.log')
+    log.write_text(validation.report() + '\n', encoding='utf-8')
+    return log
