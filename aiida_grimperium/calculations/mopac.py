@@ -3,6 +3,16 @@
 An ensemble of N conformers becomes **one** input file with N jobs and one MOPAC process: MOPAC runs a PM7
 single point in milliseconds, far less than the AiiDA bookkeeping of a process, so one job per conformer
 would spend most of a campaign's time on overhead.
+
+``ensembles`` (with ``molecules``: each one's mol_id, charge and multiplicity) runs **many molecules in one
+job** (a campaign's batch): each molecule's ``num_conformers`` lowest conformers go into a MOPAC input of its
+own, ``<key>.mop``, run one after the other, so that a molecule MOPAC refuses (a missing parameter, an
+impossible spin state) stops only its own run. Each molecule's results come out as ``results.<key>`` and its
+lowest geometry as ``structures.<key>``.
+
+Open shells: for a multiplicity above 1 the keyword line gets ``UHF`` unless ``uhf`` is set to false, since
+MOPAC's default restricted open-shell treatment stops for many triplets ("SPECIFIED SPIN COMPONENT NOT SPANNED
+BY ACTIVE SPACE").
 """
 from __future__ import annotations
 
@@ -39,7 +49,8 @@ class MopacParameters(pydantic.BaseModel):
 
     method: Literal['PM7', 'PM6', 'PM6-D3H4', 'PM6-ORG', 'AM1', 'PM3', 'MNDO', 'RM1'] = 'PM7'
     task: Literal['single_point', 'optimization'] = 'single_point'
-    uhf: bool = False
+    #: ``None``: UHF for open shells (multiplicity above 1), RHF otherwise.
+    uhf: bool | None = None
     cycles: pydantic.PositiveInt | None = None
     itry: pydantic.PositiveInt | None = None
     time_limit_seconds: pydantic.PositiveFloat | None = None
@@ -63,7 +74,7 @@ class MopacParameters(pydantic.BaseModel):
             words.append('1SCF')
         words.append(f'CHARGE={charge}')
         words.append(MULTIPLICITY_KEYWORDS[multiplicity])
-        if self.uhf:
+        if self.uhf or (self.uhf is None and multiplicity > 1):
             words.append('UHF')
         if self.cycles:
             words.append(f'CYCLES={self.cycles}')
@@ -84,6 +95,19 @@ def validate_parameters(value: orm.Dict | None, _=None) -> str | None:
         MopacParameters.model_validate(value.get_dict())
     except pydantic.ValidationError as exc:
         return f'invalid MOPAC parameters: {exc}'
+    return None
+
+
+def validate_molecules(value) -> str | None:
+    """``ensembles`` and ``molecules`` together, with the same keys, and a spin MOPAC has a keyword for."""
+    if 'ensembles' not in value or 'molecules' not in value or 'structure' in value or 'ensemble' in value:
+        return 'give `ensembles` with `molecules` (and neither `structure` nor `ensemble`)'
+    molecules = value['molecules'].get_dict()
+    if set(molecules) != set(value['ensembles']):
+        return '`molecules` and `ensembles` must have the same keys'
+    for key, molecule in molecules.items():
+        if int(molecule.get('multiplicity', 1)) not in MULTIPLICITY_KEYWORDS:
+            return f'`molecules[{key}]`: MOPAC supports multiplicities 1 to 7'
     return None
 
 
@@ -109,6 +133,10 @@ class MopacCalculation(GrimperiumCalcJob):
                    help='Conformers of one molecule (the layout of `structures.make_ensemble`), one MOPAC job each.')
         spec.input('num_conformers', valid_type=orm.Int, required=False, validator=validate_num_conformers,
                    help='Only the first N frames of `ensemble`: its N lowest, in the ensemble layout (lowest first).')
+        spec.input_namespace('ensembles', valid_type=orm.TrajectoryData, dynamic=True, required=False,
+                             help='Many molecules in one job: the conformer ensemble of each, by key (with `molecules`).')
+        spec.input('molecules', valid_type=orm.Dict, required=False,
+                   help='With `ensembles`: {key: {mol_id, charge, multiplicity}} of each molecule.')
         spec.input('charge', valid_type=orm.Int, default=lambda: orm.Int(0), help='Total charge.')
         spec.input('multiplicity', valid_type=orm.Int, default=lambda: orm.Int(1), help='Spin multiplicity 2S+1.')
         spec.input('parameters', valid_type=orm.Dict, required=False, validator=validate_parameters,
@@ -122,12 +150,18 @@ class MopacCalculation(GrimperiumCalcJob):
                     help='The last geometry of the job with the lowest heat of formation (or of the only job).')
         spec.output('output_ensemble', valid_type=orm.TrajectoryData, required=False,
                     help='The last geometry of every job, in input order, with `heats_of_formation_kcal_mol`.')
+        spec.output_namespace('results', valid_type=orm.Dict, dynamic=True, required=False,
+                              help='`ensembles` jobs: each molecule\'s PM7 results (the keys of `output_parameters`), by key.')
+        spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='`ensembles` jobs: the lowest-energy geometry of each molecule that succeeded.')
         spec.default_output_node = 'output_parameters'
         cls.declare_exit_codes(spec, EXIT_CODES)
 
     @staticmethod
     def validate_inputs(value, _=None) -> str | None:
         """Exactly one geometry input; charge and multiplicity possible for its electron count."""
+        if 'ensembles' in value or 'molecules' in value:
+            return validate_molecules(value)
         symbols = molecule_symbols(value)
         if symbols is None:
             return 'give exactly one of `structure` and `ensemble`'
@@ -150,8 +184,34 @@ class MopacCalculation(GrimperiumCalcJob):
 
     def prepare_for_submission(self, folder):
         parameters = MopacParameters.model_validate(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {})
-        keywords = parameters.keyword_line(self.inputs.charge.value, self.inputs.multiplicity.value)
-        symbols, frames = self.geometries()
+        if 'ensembles' in self.inputs:
+            molecules = self.inputs.molecules.get_dict()
+            names, codes_info = [], []
+            for key, ensemble in self.inputs.ensembles.items():
+                molecule = molecules[key]
+                symbols, frames = ensemble_frames(ensemble)
+                if 'num_conformers' in self.inputs:
+                    frames = frames[: self.inputs.num_conformers.value]
+                keywords = parameters.keyword_line(int(molecule['charge']), int(molecule['multiplicity']))
+                self.write_input(folder, f'{key}.mop', keywords, parameters, symbols, frames)
+                codes_info.append(self.code_info(f'{key}.mop', f'{key}.stdout'))
+                names += [f'{key}.out', f'{key}.stdout']
+        else:
+            keywords = parameters.keyword_line(self.inputs.charge.value, self.inputs.multiplicity.value)
+            symbols, frames = self.geometries()
+            self.write_input(folder, self.options.input_filename, keywords, parameters, symbols, frames)
+            codes_info = [self.code_info(self.options.input_filename, 'mopac.stdout')]
+            names = [self.options.output_filename, 'mopac.stdout']
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = codes_info
+        calcinfo.retrieve_list = names
+        calcinfo.prepend_text = threads_prepend_text(self.inputs.metadata.options)  # MOPAC is OpenMP + OpenBLAS
+        return calcinfo
+
+    @staticmethod
+    def write_input(folder, name: str, keywords: str, parameters: MopacParameters, symbols, frames) -> None:
+        """One MOPAC input file with a job per geometry of ``frames``."""
         jobs = [
             {
                 'title': f'geometry {index + 1} of {len(frames)}',
@@ -160,17 +220,12 @@ class MopacCalculation(GrimperiumCalcJob):
             for index, frame in enumerate(frames)
         ]
         flag = 1 if parameters.task == 'optimization' else 0
-        text = render('mopac/input.mop.j2', jobs=jobs, keywords=keywords, flag=flag)
-        with folder.open(self.options.input_filename, 'w', encoding='utf-8') as handle:
-            handle.write(text)
+        with folder.open(name, 'w', encoding='utf-8') as handle:
+            handle.write(render('mopac/input.mop.j2', jobs=jobs, keywords=keywords, flag=flag))
 
+    def code_info(self, input_name: str, stdout: str) -> CodeInfo:
         codeinfo = CodeInfo()
         codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [self.options.input_filename]
-        codeinfo.stdout_name = 'mopac.stdout'
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [self.options.output_filename, 'mopac.stdout']
-        calcinfo.prepend_text = threads_prepend_text(self.inputs.metadata.options)  # MOPAC is OpenMP + OpenBLAS
-        return calcinfo
+        codeinfo.cmdline_params = [input_name]
+        codeinfo.stdout_name = stdout
+        return codeinfo

@@ -12,6 +12,12 @@ Boltzmann weights: :func:`aiida_grimperium.ensembles.refine`). With both, the RD
 molecule is this one process, where it was three (embedding, job, refinement), with the same provenance: the
 SMILES and the settings go in, the conformers the job started from are in its repository, and the refined
 ensemble comes out of the job.
+
+``molecules`` does the same for **many molecules in one job** (a campaign's batch): each molecule's conformers
+run under ``--namespace <key>_cNNN`` with its own charge and spin, and the parser returns each molecule's
+refined ensemble as ``ensembles.<key>`` (attribute ``mol_id``) and its summary under
+``output_parameters['molecules'][key]``. A molecule that RDKit cannot embed, or whose conformers all fail,
+fails alone: the others still come out.
 """
 from __future__ import annotations
 
@@ -39,11 +45,34 @@ PARAMETER_KEYS = {
 EMBEDDING_DEFAULTS = {'num_conformers': 10, 'seed': 0xF00D, 'prune_rmsd': 0.1}
 #: ``refine``: the arguments of :func:`aiida_grimperium.ensembles.refine` (kcal/mol, Angstrom, K).
 REFINE_KEYS = {'energy_window', 'rmsd_threshold', 'mirror_images', 'top_n', 'temperature', 'engine'}
+#: The input file (kept in the job's repository) that lists the molecules RDKit could not embed, with its reason.
+EMBEDDING_ERRORS_FILE = 'embedding_errors.json'
 
 
 def namespace(index: int) -> str:
     """The ``--namespace`` (and file stem) of frame ``index`` (0-based) of an ensemble."""
     return f'conf{index + 1:04d}'
+
+
+def molecule_namespace(key: str, index: int) -> str:
+    """The ``--namespace`` of conformer ``index`` (0-based) of molecule ``key`` in a ``molecules`` job."""
+    return f'{key}_c{index + 1:03d}'
+
+
+def validate_molecules(value, _=None) -> str | None:
+    """``molecules``: ``{key: {mol_id, smiles, charge, multiplicity}}`` with keys usable as output link labels."""
+    if value is None:
+        return None
+    molecules = value.get_dict()
+    if not molecules:
+        return '`molecules` is empty'
+    for key, molecule in molecules.items():
+        if not re.fullmatch(r'[a-z][a-z0-9]{0,30}', key):
+            return f'`molecules` key {key!r}: use lower-case letters and digits (it names the outputs)'
+        missing = {'mol_id', 'smiles', 'charge', 'multiplicity'} - set(molecule)
+        if missing:
+            return f'`molecules[{key}]` misses {sorted(missing)}'
+    return None
 
 
 def validate_parameters(value, _=None) -> str | None:
@@ -72,11 +101,14 @@ def validate_parameters(value, _=None) -> str | None:
 
 
 def validate_inputs(inputs, _=None) -> str | None:
-    """Exactly one of ``structure``/``ensemble``/``smiles``, and a charge/multiplicity some electron count allows."""
-    if sum(name in inputs for name in ('structure', 'ensemble', 'smiles')) != 1:
-        return 'give exactly one of `structure`, `ensemble` or `smiles`'
-    if 'embedding' in inputs and 'smiles' not in inputs:
-        return '`embedding` is how the conformers of `smiles` are made: give it with `smiles`'
+    """Exactly one of ``structure``/``ensemble``/``smiles``/``molecules``, and a charge/multiplicity some electron
+    count allows (a ``molecules`` job checks each molecule when it embeds it)."""
+    if sum(name in inputs for name in ('structure', 'ensemble', 'smiles', 'molecules')) != 1:
+        return 'give exactly one of `structure`, `ensemble`, `smiles` or `molecules`'
+    if 'embedding' in inputs and not ('smiles' in inputs or 'molecules' in inputs):
+        return '`embedding` is how the conformers of `smiles` are made: give it with `smiles` or `molecules`'
+    if 'molecules' in inputs:
+        return None
     if 'refine' in inputs and 'structure' in inputs:
         return '`refine` selects among conformers: give it with `ensemble` or `smiles`'
     for name, allowed in (('embedding', EMBEDDING_DEFAULTS.keys()), ('refine', REFINE_KEYS)):
@@ -131,6 +163,9 @@ class XtbCalculation(GrimperiumCalcJob):
                    help='Several geometries of one molecule (ensemble layout), all run in this one job.')
         spec.input('smiles', valid_type=orm.Str, required=False,
                    help='The molecule as SMILES: the job embeds its RDKit conformers (see `embedding`) and runs them all.')
+        spec.input('molecules', valid_type=orm.Dict, required=False, validator=validate_molecules,
+                   help='Many molecules in one job: {key: {mol_id, smiles, charge, multiplicity}}; each is embedded '
+                        'as `smiles` is, and comes out as `ensembles.<key>`.')
         spec.input('embedding', valid_type=orm.Dict, required=False,
                    help=f'With `smiles`: num_conformers, seed, prune_rmsd (Angstrom); defaults {EMBEDDING_DEFAULTS}.')
         spec.input('refine', valid_type=orm.Dict, required=False,
@@ -152,6 +187,8 @@ class XtbCalculation(GrimperiumCalcJob):
         spec.output('output_ensemble', valid_type=orm.TrajectoryData, required=False,
                     help='The geometries that succeeded with their energies, lowest first (ensemble or smiles input); '
                          'with `refine`, those it keeps.')
+        spec.output_namespace('ensembles', valid_type=orm.TrajectoryData, dynamic=True, required=False,
+                              help='`molecules` jobs: the refined ensemble of each molecule that succeeded, by key.')
         spec.default_output_node = 'output_parameters'
         cls.declare_exit_codes(spec, EXIT_CODES)
 
@@ -164,7 +201,9 @@ class XtbCalculation(GrimperiumCalcJob):
         from ..chemistry import xyz_text
 
         codes_info, retrieve, temporary = [], [], []
-        if 'structure' in self.inputs:
+        if 'molecules' in self.inputs:
+            codes_info, retrieve, temporary = self._prepare_molecules(folder, params, threads)
+        elif 'structure' in self.inputs:
             symbols, positions = structure_symbols_positions(self.inputs.structure)
             folder.create_file_from_filelike(_text(xyz_text(symbols, positions)), options.input_filename, 'w')
             codes_info.append(self._code_info([options.input_filename, *args], options.output_filename, STDERR_NAME))
@@ -187,6 +226,35 @@ class XtbCalculation(GrimperiumCalcJob):
         calcinfo.retrieve_temporary_list = temporary
         calcinfo.prepend_text = threads_prepend_text(options)
         return calcinfo
+
+    def _prepare_molecules(self, folder, params: dict, threads: int):
+        """One xtb call per conformer of every molecule, each with the molecule's charge and spin."""
+        import json
+
+        from ..chemistry import check_charge_multiplicity, xyz_text
+        from ..ensembles import embed_conformers
+
+        optimise = params.get('task', 'single_point') == 'optimization'
+        settings = {**EMBEDDING_DEFAULTS, **(self.inputs.embedding.get_dict() if 'embedding' in self.inputs else {})}
+        codes_info, retrieve, temporary, errors = [], [], [], {}
+        for key, molecule in self.inputs.molecules.get_dict().items():
+            charge, multiplicity = int(molecule['charge']), int(molecule['multiplicity'])
+            try:  # a molecule RDKit cannot embed fails alone; the reason is kept for the parser
+                symbols, frames = embed_conformers(molecule['smiles'], int(settings['num_conformers']),
+                                                   int(settings['seed']), prune_rmsd=float(settings['prune_rmsd']))
+                check_charge_multiplicity(symbols, charge, multiplicity)
+            except (ValueError, RuntimeError) as exc:
+                errors[key] = str(exc)
+                continue
+            args = command_line(params, charge, multiplicity, threads)
+            for index, frame in enumerate(frames):
+                name = molecule_namespace(key, index)
+                folder.create_file_from_filelike(_text(xyz_text(symbols, frame, name)), f'{name}.xyz', 'w')
+                codes_info.append(self._code_info([f'{name}.xyz', *args, '--namespace', name], f'{name}.out', f'{name}.err'))
+                retrieve.append(f'{name}.out')
+                temporary += [f'{name}.err'] + ([f'{name}.xtbopt.xyz'] if optimise else [])
+        folder.create_file_from_filelike(_text(json.dumps(errors, indent=1)), EMBEDDING_ERRORS_FILE, 'w')
+        return codes_info, retrieve, temporary
 
     def _conformers(self):
         """Symbols and frames of the ensemble: the input's, or RDKit's conformers of ``smiles``."""

@@ -27,6 +27,8 @@ class MopacParser(GrimperiumParser):
     CODE = 'mopac'
 
     def parse(self, **kwargs):
+        if 'molecules' in self.inputs:
+            return self.parse_molecules()
         output = self.node.get_option('output_filename')
         result = self.parse_retrieved(raw.parse_path, [output], output)
         label = result.pop('exit_label', None)
@@ -37,6 +39,41 @@ class MopacParser(GrimperiumParser):
         self.out('output_parameters', self.dict_node(self.summary(result)))
         self.store_geometries(result)
         return self.exit_for(label)
+
+    def parse_molecules(self):
+        """Each molecule's own output ``<key>.out``: its results, its lowest geometry, its verdict in MOPAC's words.
+        The job fails only when every molecule did."""
+        molecules = self.inputs.molecules.get_dict()
+        verdicts, labels = {}, []
+        for key, molecule in molecules.items():
+            result = self.parse_retrieved(raw.parse_path, [f'{key}.out'], f'{key}.out')
+            label = result.pop('exit_label', None)
+            verdict = {'mol_id': molecule['mol_id'], 'status': 'OK' if label is None else 'FAILED'}
+            if label is not None:
+                labels.append(label)
+                code = self.exit_for(label)
+                verdict.update(exit_status=code.status, exit_label=label,
+                               error_message=f'{_code_message(result) or code.message} (exit {code.status})')
+            if result.get('jobs'):
+                summary = {**self.summary(result), 'mol_id': molecule['mol_id'], **verdict}
+                self.out(f'results.{key}', self.dict_node(summary))
+                if label is None:
+                    best = self.lowest_job(result)
+                    if best is not None:
+                        self.out(f'structures.{key}', molecule_structure(best['symbols'], best['positions']))
+            verdicts[key] = verdict
+        ok = sum(1 for verdict in verdicts.values() if verdict['status'] == 'OK')
+        self.out('output_parameters', self.dict_node({'molecules': verdicts, 'num_molecules': len(verdicts),
+                                                      'num_succeeded': ok}))
+        return self.exit_for(None if ok or not labels else labels[0])
+
+    @staticmethod
+    def lowest_job(result: dict) -> dict | None:
+        jobs = result['jobs']
+        index = result.get('lowest_index')
+        if index is not None and jobs[index].get('positions'):
+            return jobs[index]
+        return next((job for job in jobs if job.get('positions')), None)
 
     @staticmethod
     def summary(result: dict) -> dict:
@@ -66,8 +103,7 @@ class MopacParser(GrimperiumParser):
         with_geometry = [job for job in jobs if job.get('positions')]
         if not with_geometry:
             return
-        index = result.get('lowest_index')
-        best = jobs[index] if index is not None and jobs[index].get('positions') else with_geometry[0]
+        best = self.lowest_job(result)
         self.out('output_structure', molecule_structure(best['symbols'], best['positions']))
         if len(jobs) > 1 and len(with_geometry) == len(jobs) and len({len(j['symbols']) for j in jobs}) == 1:
             inputs = self.inputs
@@ -78,3 +114,14 @@ class MopacParser(GrimperiumParser):
             heats = [job.get('heat_of_formation_kcal_mol', float('nan')) for job in jobs]
             ensemble.set_array('heats_of_formation_kcal_mol', np.array(heats, dtype=float))
             self.out('output_ensemble', ensemble)
+
+
+def _code_message(result: dict) -> str | None:
+    """MOPAC's own words for a failure (the raw parser's ``exit_message``, else a job's first ``messages``)."""
+    if result.get('exit_message'):
+        return str(result['exit_message'])
+    for job in result.get('jobs') or []:
+        for message in job.get('messages') or []:
+            if message:
+                return str(message)
+    return None

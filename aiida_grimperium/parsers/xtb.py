@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-from ..calculations.xtb import namespace
+from ..calculations.xtb import EMBEDDING_ERRORS_FILE, molecule_namespace, namespace
 from ..ensembles import DEFAULT_TEMPERATURE, refine, refine_summary
 from ..structures import ensemble_frames, make_ensemble, molecule_structure
 from .base import GrimperiumParser, copy_objects
@@ -32,6 +32,8 @@ class XtbParser(GrimperiumParser):
             temporary = pathlib.Path(str(kwargs.get('retrieved_temporary_folder')))  # AiiDA may pass 'None'
             folder = temporary if temporary.is_dir() and 'structure' not in self.inputs else pathlib.Path(tmp)
             self.copy_retrieved(names, folder)
+            if 'molecules' in self.inputs:  # many molecules' conformers
+                return self._parse_molecules(folder, params)
             if 'structure' not in self.inputs:  # an ensemble, or the conformers of `smiles`
                 return self._parse_batch(folder, params)
             stdout = folder / self.node.get_option('output_filename')
@@ -94,6 +96,64 @@ class XtbParser(GrimperiumParser):
         self.out('output_parameters', self.dict_node(result))
         return self.exit_for(label)
 
+    def _parse_molecules(self, folder: pathlib.Path, params: dict):
+        """Each molecule of a ``molecules`` job on its own: its runs, its refined ensemble, its summary. A molecule
+        whose conformers all failed (or that RDKit could not embed) is reported with the reason; the job fails
+        only when every molecule did."""
+        import json
+
+        optimise = params.get('task', 'single_point') == 'optimization'
+        present = set(self.node.base.repository.list_object_names())
+        embedding_errors = {}
+        if EMBEDDING_ERRORS_FILE in present:
+            embedding_errors = json.loads(self.node.base.repository.get_object_content(EMBEDDING_ERRORS_FILE))
+        names = {key: [] for key in self.inputs.molecules.keys()}
+        for key, files in names.items():
+            while f'{molecule_namespace(key, len(files))}.xyz' in present:
+                files.append(f'{molecule_namespace(key, len(files))}.xyz')
+        copy_objects(self.node, [name for files in names.values() for name in files], folder)
+        settings = self.inputs.refine.get_dict() if 'refine' in self.inputs else {}
+        molecules, labels = {}, []
+        for key, molecule in self.inputs.molecules.get_dict().items():
+            summary = {'mol_id': molecule['mol_id']}
+            molecules[key] = summary
+            if key in embedding_errors:
+                summary.update(status='FAILED', error_message=f'RDKit: {embedding_errors[key]}', exit_label='ERROR_EMBEDDING')
+                labels.append('ERROR_FATAL_ERROR')
+                continue
+            runs, frames, symbols = [], [], []
+            for index, name in enumerate(names[key]):
+                geometry = raw.read_xyz(folder / name)  # the conformer the run started from
+                stdout, stderr, xtbopt = raw.run_files(folder, molecule_namespace(key, index))
+                runs.append(raw.parse_run(stdout, stderr, xtbopt if optimise else None))
+                frames.append(geometry[1] if geometry else None)
+                symbols = geometry[0] if geometry else symbols
+            result = raw.summarise(runs)
+            good = [i for i in range(len(runs)) if i not in result['failed_geometries']
+                    and (runs[i].get('positions') if optimise else frames[i]) is not None]
+            if not good:
+                label = result.get('exit_label') or 'ERROR_OUTPUT_MISSING'
+                labels.append(label)
+                first = runs[0] if runs else {}
+                reason = first.get('fatal_error') or (self.exit_codes[label].message if label in self.exit_codes else label)
+                summary.update(status='FAILED', exit_label=label, error_message=f'xtb: {reason}')
+                continue
+            geometries = [runs[i]['positions'] if optimise else frames[i] for i in good]
+            ensemble = make_ensemble(symbols, geometries, [runs[i]['total_energy_hartree'] for i in good],
+                                     temperature=settings.get('temperature', DEFAULT_TEMPERATURE),
+                                     charge=int(molecule['charge']), multiplicity=int(molecule['multiplicity']),
+                                     engine='xtb')
+            refined = refine(ensemble, **settings) if settings else ensemble
+            refined.base.attributes.set('mol_id', molecule['mol_id'])
+            summary.update(refine_summary(refined, len(runs), settings), status='SUCCESS',
+                           num_failed_conformers=len(runs) - len(good))
+            self.out(f'ensembles.{key}', refined)
+        ok = sum(1 for summary in molecules.values() if summary['status'] == 'SUCCESS')
+        output = {'molecules': molecules, 'num_molecules': len(molecules), 'num_succeeded': ok, **self._metadata(params)}
+        output.pop('charge'), output.pop('multiplicity')
+        self.out('output_parameters', self.dict_node(output))
+        return self.exit_for(None if ok else (labels[0] if labels else 'ERROR_OUTPUT_MISSING'))
+
     def _refine(self, ensemble, settings: dict, result: dict):
         """The conformers ``refine`` keeps, and the lowest as ``output_structure``. ``result`` gets the summary
         keys a conformer search reports (:func:`~aiida_grimperium.ensembles.refine_summary`)."""
@@ -108,7 +168,7 @@ class XtbParser(GrimperiumParser):
         return {
             'method': str(params.get('method', 'gfn2')).lower(),
             'task': params.get('task', 'single_point'),
-            'charge': self.inputs.charge.value,
-            'multiplicity': self.inputs.multiplicity.value,
+            'charge': self.inputs.charge.value if 'charge' in self.inputs else 0,
+            'multiplicity': self.inputs.multiplicity.value if 'multiplicity' in self.inputs else 1,
             'solvent': params.get('solvent'),
         }

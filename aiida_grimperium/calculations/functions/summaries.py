@@ -75,10 +75,14 @@ def summarize_batch(info: orm.Dict, **results: orm.Data) -> dict:
     """The summaries of a batch's molecules, one ``Dict`` each, keyed as the batch keys them (``m0001``...).
 
     ``info``: ``{key: {mol_id, statuses, times, error_message...}}``; ``results``: ``search`` (the conformer
-    job's ``output_parameters``, with the summary of each molecule under ``molecules``), ``pm7_<key>`` (MOPAC's
-    results of that molecule), ``dft_energy_<key>`` and ``dft_band_gap_<key>`` (``Float``).
+    job's ``output_parameters``, with the summary of each molecule under ``molecules``) or ``search_<key>`` (one
+    search per molecule), ``pm7_<key>`` (MOPAC's results of that molecule), ``dft_energy_<key>`` and
+    ``dft_band_gap_<key>`` (``Float``).
     """
     searches = results['search'].get_dict().get('molecules', {}) if 'search' in results else {}
+    for name, node in results.items():
+        if name.startswith('search_'):
+            searches[name[len('search_'):]] = node.get_dict()
     outputs = {}
     for key, molecule in info.get_dict().items():
         pm7 = results[f'pm7_{key}'].get_dict() if f'pm7_{key}' in results else None

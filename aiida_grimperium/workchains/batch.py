@@ -1,0 +1,265 @@
+"""``grimperium.conformer_batch``: many molecules from SMILES to PM7 (and DFT), a few jobs for all of them.
+
+A campaign runs its molecules in batches. For a batch of N molecules (engine ``rdkit-xtb``):
+
+1. **one xtb job** embeds every molecule's RDKit conformers, optimises them all and refines each molecule's
+   ensemble (:class:`~aiida_grimperium.calculations.xtb.XtbCalculation` with ``molecules``);
+2. **one MOPAC job** computes the ``top_n`` lowest conformers of every molecule that has an ensemble
+   (:class:`~aiida_grimperium.calculations.mopac.MopacCalculation` with ``ensembles``);
+3. optionally one :class:`~.dft.DftWorkChain` per molecule, on its PM7-lowest conformer;
+4. **one calcfunction** (:func:`~aiida_grimperium.calculations.functions.summaries.summarize_batch`) makes each
+   molecule's summary from those jobs' outputs.
+
+With engine ``crest`` step 1 is one :class:`~.conformers.ConformerSearchWorkChain` per molecule (CREST takes
+minutes per molecule: nothing to gain from a shared job); the rest is the same.
+
+Every molecule keeps its own nodes: ``ensembles.<key>`` (made by the xtb job or the CREST search),
+``structures.<key>`` and ``pm7.<key>`` (made by the MOPAC job) and ``summaries.<key>`` (made by the
+calcfunction), each with the attribute ``mol_id``. A molecule that fails does not stop the others: its summary
+says which stage failed and the code's own message. The batch then ends with 410 (some failed) or 411 (all).
+The stage the batch has reached is its ``stage`` extra (``grimperium campaign status`` reads it).
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, if_
+
+from ..calculations.functions.summaries import summarize_batch
+from ..calculations.mopac import MopacCalculation
+from ..calculations.xtb import XtbCalculation
+from .base import outputs_of
+from .conformers import DEFAULT_OPTIONS, DEFAULT_XTB, ENGINES, ConformerSearchWorkChain
+from .dft import DftWorkChain
+
+
+def duration_seconds(node: orm.ProcessNode) -> float:
+    """Wall time of a finished process node (creation to last modification)."""
+    return (node.mtime - node.ctime).total_seconds()
+
+
+def job_message(node: orm.ProcessNode) -> str:
+    """What went wrong with a job or workchain that did not finish well, in its own words."""
+    if node.is_excepted:
+        return 'the job excepted (see `verdi process report`)'
+    if node.is_killed:
+        return 'the job was killed'
+    return f'{node.exit_message or "failed"} (exit {node.exit_status})'
+
+
+class ConformerBatchWorkChain(WorkChain):
+    """Conformer search → PM7 on the N lowest conformers → optional DFT, for a batch of molecules."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('molecules', valid_type=orm.Dict,
+                   help='{key: {mol_id, smiles, charge, multiplicity}}; keys name the outputs (m0001, ...).')
+        spec.input('engine', valid_type=orm.Str, default=lambda: orm.Str('rdkit-xtb'), help=f'One of {ENGINES}.')
+        spec.input('xtb_code', valid_type=orm.AbstractCode)
+        spec.input('mopac_code', valid_type=orm.AbstractCode)
+        spec.input('crest_code', valid_type=orm.AbstractCode, required=False, help='For engine `crest`.')
+        spec.input('num_conformers', valid_type=orm.Int, default=lambda: orm.Int(10),
+                   help='RDKit conformers embedded per molecule (rdkit-xtb).')
+        spec.input('seed', valid_type=orm.Int, default=lambda: orm.Int(61453), help='RDKit embedding seed.')
+        spec.input('energy_window', valid_type=orm.Float, default=lambda: orm.Float(6.0), help='kcal/mol.')
+        spec.input('rmsd_threshold', valid_type=orm.Float, default=lambda: orm.Float(0.125), help='Angstrom.')
+        spec.input('temperature', valid_type=orm.Float, default=lambda: orm.Float(298.15), help='K.')
+        spec.input('top_n', valid_type=orm.Int, default=lambda: orm.Int(3),
+                   help='How many of each molecule\'s lowest conformers MOPAC computes.')
+        spec.input('xtb_parameters', valid_type=orm.Dict, required=False, help=f'Overrides of {DEFAULT_XTB}.')
+        spec.input('xtb_options', valid_type=orm.Dict, required=False, help='metadata.options of the xtb/CREST jobs.')
+        spec.input('mopac_parameters', valid_type=orm.Dict, required=False, help='MopacParameters of the MOPAC job.')
+        spec.input('mopac_options', valid_type=orm.Dict, required=False, help='metadata.options of the MOPAC job.')
+        spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure', 'charge', 'multiplicity'),
+                           namespace_options={'required': False, 'populate_defaults': False,
+                                              'help': 'Give `dft.code` to run DFT on each PM7-lowest conformer.'})
+        spec.inputs['dft'].validator = None  # the geometry comes later; DftWorkChain validates when launched
+        spec.outline(
+            cls.setup,
+            cls.run_search,
+            cls.inspect_search,
+            if_(cls.has_ensembles)(
+                cls.run_mopac,
+                cls.inspect_mopac,
+                if_(cls.should_run_dft)(cls.run_dft, cls.inspect_dft),
+            ),
+            cls.summarize,
+        )
+        spec.output_namespace('ensembles', valid_type=orm.TrajectoryData, dynamic=True,
+                              help='Each molecule\'s conformer ensemble, lowest first.')
+        spec.output_namespace('pm7', valid_type=orm.Dict, dynamic=True, help='Each molecule\'s MOPAC results.')
+        spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True,
+                              help='Each molecule\'s PM7 geometry of its most stable conformer.')
+        spec.output_namespace('summaries', valid_type=orm.Dict, dynamic=True,
+                              help='Each molecule\'s summary (the row of the campaign export).')
+        spec.exit_code(400, 'ERROR_INVALID_INPUTS', message='{message}')
+        spec.exit_code(410, 'ERROR_SOME_MOLECULES_FAILED', message='{failed} of {total} molecules failed.')
+        spec.exit_code(411, 'ERROR_ALL_MOLECULES_FAILED', message='All {total} molecules failed.')
+
+    def setup(self):
+        engine = self.inputs.engine.value
+        if engine not in ENGINES:
+            return self.exit_codes.ERROR_INVALID_INPUTS.format(message=f'engine `{engine}` is not one of {ENGINES}')
+        if engine == 'crest' and 'crest_code' not in self.inputs:
+            return self.exit_codes.ERROR_INVALID_INPUTS.format(message='engine `crest` needs a `crest_code`')
+        self.ctx.molecules = self.inputs.molecules.get_dict()
+        common = {'engine': engine, 'top_n': self.inputs.top_n.value}
+        self.ctx.info = {key: {'mol_id': m['mol_id'], **common} for key, m in self.ctx.molecules.items()}
+        self.ctx.results = {}  # the nodes the summaries are made from, as summarize_batch's inputs
+        self.ctx.ensembles = {}
+        return None
+
+    def set_stage(self, stage: str) -> None:
+        self.node.base.extras.set('stage', stage)
+
+    def fail_molecule(self, key: str, stage: str, message: str) -> None:
+        info = self.ctx.info[key]
+        info[f'{stage}_status'] = 'FAILED'
+        info.setdefault('error_message', message)  # the first failure is the reason
+
+    def options(self, name: str) -> dict:
+        return self.inputs[name].get_dict() if name in self.inputs else dict(DEFAULT_OPTIONS)
+
+    def run_search(self):
+        self.set_stage('conformer_search')
+        if self.inputs.engine.value == 'crest':
+            return ToContext(**{f'search_{key}': self.submit_crest(key) for key in self.ctx.molecules})
+        xtb = {**DEFAULT_XTB, **(self.inputs.xtb_parameters.get_dict() if 'xtb_parameters' in self.inputs else {})}
+        refine = {'energy_window': self.inputs.energy_window.value, 'rmsd_threshold': self.inputs.rmsd_threshold.value,
+                  'temperature': self.inputs.temperature.value, 'engine': 'rdkit-xtb'}
+        molecules = {key: {name: m[name] for name in ('mol_id', 'smiles', 'charge', 'multiplicity')}
+                     for key, m in self.ctx.molecules.items()}
+        node = self.submit(XtbCalculation, code=self.inputs.xtb_code, molecules=orm.Dict(molecules),
+                           embedding=orm.Dict({'num_conformers': self.inputs.num_conformers.value,
+                                               'seed': self.inputs.seed.value}),
+                           refine=orm.Dict(refine), parameters=orm.Dict(xtb),
+                           metadata={'options': self.options('xtb_options'), 'call_link_label': 'conformers'})
+        self.report(f'{node.process_label}<{node.pk}>: the conformers of {len(molecules)} molecules in one job')
+        return ToContext(search=node)
+
+    def submit_crest(self, key: str):
+        molecule = self.ctx.molecules[key]
+        inputs = {'smiles': orm.Str(molecule['smiles']), 'charge': orm.Int(int(molecule['charge'])),
+                  'multiplicity': orm.Int(int(molecule['multiplicity'])), 'engine': orm.Str('crest'),
+                  'xtb_code': self.inputs.xtb_code, 'crest_code': self.inputs.crest_code,
+                  'energy_window': self.inputs.energy_window, 'rmsd_threshold': self.inputs.rmsd_threshold,
+                  'temperature': self.inputs.temperature, 'options': orm.Dict(self.options('xtb_options'))}
+        if 'xtb_parameters' in self.inputs:
+            inputs['xtb_parameters'] = self.inputs.xtb_parameters
+        return self.submit(ConformerSearchWorkChain, **inputs, metadata={'call_link_label': f'search_{key}'})
+
+    def inspect_search(self):
+        if self.inputs.engine.value == 'crest':
+            for key in self.ctx.molecules:
+                node = self.ctx[f'search_{key}']
+                self.ctx.info[key]['conformer_search_time_s'] = duration_seconds(node)
+                outputs = outputs_of(node)
+                if node.is_finished_ok and 'ensemble' in outputs:
+                    self.keep_ensemble(key, outputs['ensemble'])
+                    self.ctx.results[f'search_{key}'] = outputs['output_parameters']
+                else:
+                    self.fail_molecule(key, 'conformer_search', f'conformer search: {job_message(node)}')
+            return
+        node = self.ctx.search
+        outputs = outputs_of(node)
+        verdicts = outputs['output_parameters'].get('molecules', {}) if 'output_parameters' in outputs else {}
+        if 'output_parameters' in outputs:
+            self.ctx.results['search'] = outputs['output_parameters']
+        for key in self.ctx.molecules:
+            self.ctx.info[key]['conformer_search_time_s'] = duration_seconds(node)  # the batch's job
+            ensemble = outputs.get(f'ensembles__{key}')
+            if ensemble is not None:
+                self.keep_ensemble(key, ensemble)
+            else:
+                reason = verdicts.get(key, {}).get('error_message') or f'xtb: {job_message(node)}'
+                self.fail_molecule(key, 'conformer_search', f'conformer search: {reason}')
+
+    def keep_ensemble(self, key: str, ensemble: orm.TrajectoryData) -> None:
+        self.ctx.ensembles[key] = ensemble
+        self.ctx.info[key]['conformer_search_status'] = 'SUCCESS'
+        self.out(f'ensembles.{key}', ensemble)
+
+    def has_ensembles(self):
+        return bool(self.ctx.ensembles)
+
+    def run_mopac(self):
+        self.set_stage('mopac')
+        molecules = {key: {name: self.ctx.molecules[key][name] for name in ('mol_id', 'charge', 'multiplicity')}
+                     for key in self.ctx.ensembles}
+        inputs = {'code': self.inputs.mopac_code, 'ensembles': dict(self.ctx.ensembles),
+                  'molecules': orm.Dict(molecules), 'num_conformers': self.inputs.top_n,
+                  'metadata': {'options': self.options('mopac_options'), 'call_link_label': 'pm7'}}
+        if 'mopac_parameters' in self.inputs:
+            inputs['parameters'] = self.inputs.mopac_parameters
+        node = self.submit(MopacCalculation, **inputs)
+        self.report(f'{node.process_label}<{node.pk}>: {len(molecules)} molecules in one job')
+        return ToContext(mopac=node)
+
+    def inspect_mopac(self):
+        node = self.ctx.mopac
+        outputs = outputs_of(node)
+        verdicts = outputs['output_parameters'].get('molecules', {}) if 'output_parameters' in outputs else {}
+        self.ctx.structures = {}
+        for key in self.ctx.ensembles:
+            info = self.ctx.info[key]
+            info['mopac_time_s'] = duration_seconds(node)  # the batch's job
+            results = outputs.get(f'results__{key}')
+            if results is not None:
+                self.ctx.results[f'pm7_{key}'] = results
+                self.out(f'pm7.{key}', results)
+            verdict = verdicts.get(key, {})
+            structure = outputs.get(f'structures__{key}')
+            if verdict.get('status') == 'OK' and structure is not None:
+                info['mopac_status'] = 'OK'
+                self.ctx.structures[key] = structure
+                self.out(f'structures.{key}', structure)
+            else:
+                reason = verdict.get('error_message') or job_message(node)
+                self.fail_molecule(key, 'mopac', f'MOPAC: {reason}')
+
+    def should_run_dft(self):
+        return 'dft' in self.inputs and 'code' in self.inputs.dft and bool(self.ctx.structures)
+
+    def run_dft(self):
+        self.set_stage('dft')
+        launched = {}
+        for key, structure in self.ctx.structures.items():
+            molecule = self.ctx.molecules[key]
+            inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
+            inputs.structure = structure
+            inputs.charge = orm.Int(int(molecule['charge']))
+            inputs.multiplicity = orm.Int(int(molecule['multiplicity']))
+            inputs.metadata = {'call_link_label': f'dft_{key}'}
+            launched[f'dft_{key}'] = self.submit(DftWorkChain, **inputs)
+        self.report(f'launched {len(launched)} DftWorkChain(s) with {self.inputs.dft.code.full_label}')
+        return ToContext(**launched)
+
+    def inspect_dft(self):
+        plugin = self.inputs.dft.code.default_calc_job_plugin
+        for key in self.ctx.structures:
+            node = self.ctx[f'dft_{key}']
+            info = self.ctx.info[key]
+            info.update(dft_code=plugin, dft_time_s=duration_seconds(node))
+            outputs = outputs_of(node)
+            if node.is_finished_ok and 'energy' in outputs:
+                info['dft_status'] = 'OK'
+                self.ctx.results[f'dft_energy_{key}'] = outputs['energy']
+                if 'band_gap' in outputs:
+                    self.ctx.results[f'dft_band_gap_{key}'] = outputs['band_gap']
+            else:
+                self.fail_molecule(key, 'dft', f'DFT: {job_message(node)}')
+
+    def summarize(self):
+        """Each molecule's summary, made from the jobs' outputs by one calcfunction; then the batch's verdict."""
+        self.set_stage('done')
+        summaries = summarize_batch(info=orm.Dict(self.ctx.info), **self.ctx.results,
+                                    metadata={'call_link_label': 'summarize'})
+        self.out('summaries', summaries)
+        failed = sum(1 for info in self.ctx.info.values() if 'error_message' in info)
+        total = len(self.ctx.info)
+        if failed == total:
+            return self.exit_codes.ERROR_ALL_MOLECULES_FAILED.format(total=total)
+        if failed:
+            return self.exit_codes.ERROR_SOME_MOLECULES_FAILED.format(failed=failed, total=total)
+        return None
