@@ -5,6 +5,7 @@ Broken outputs (truncated at every line, empty, binary, byte-mutated) must give 
 from __future__ import annotations
 
 import json
+import pathlib
 import random
 import re
 import subprocess
@@ -111,3 +112,114 @@ def test_byte_mutations_never_raise(real_output):
             mutated[rng.randrange(len(mutated))] = rng.randrange(256)
         result = raw.parse_lines(iter(mutated.decode('utf-8', errors='replace').splitlines(keepends=True)))
         assert 'exit_label' in result
+
+
+# --- real outputs of other MOPAC versions (tests/fixtures/mopac, sources in tests/fixtures/README.md) ---------------
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'mopac'
+
+
+def printed_heats(path):
+    return [float(x) for x in re.findall(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+)', path.read_text())]
+
+
+@pytest.mark.parametrize('name, edition, version, jobs', [
+    ('openmopac/keywords/NONET.out', 'MOPAC2016', '21.298M', 4),
+    ('openmopac/keywords/MICROS.out', 'MOPAC2016', '21.178M', 2),
+    ('cclib/benzene.out', 'MOPAC2016', '16.093M', 1),
+    ('openmopac/keywords/EXTERNAL.out', 'v22', '22.0.4', 1),
+    ('openmopac/erratic3.out', 'v22', '22.0.6', 1),
+    ('openmopac/keywords/EXCITED.out', 'v23', '23.1.2', 2),
+    ('openmopac/Locate_TS.out', 'v23', '23.1.2', 1),
+])
+def test_versions_and_multi_job_files(name, edition, version, jobs):
+    path = FIXTURES / name
+    result = raw.parse_path(path)
+    assert (result['mopac_edition'], result['mopac_version'], result['num_jobs']) == (edition, version, jobs)
+    assert result['exit_label'] is None and result['ended_normally'] and result['file_complete']
+    assert result['heats_of_formation_kcal_mol'] == pytest.approx(printed_heats(path), abs=1e-5)
+    assert all(job['symbols'] and len(job['symbols']) == len(job['positions']) for job in result['jobs'])
+
+
+def test_uhf_and_ci_runs():
+    uhf = raw.parse_path(FIXTURES / 'cclib' / 'o2_trip.out')['jobs'][0]
+    assert 'UHF' in uhf['keywords'] and {'alpha_somo_ev', 'beta_somo_ev'} <= set(uhf)
+    cis = raw.parse_path(FIXTURES / 'openmopac' / 'keywords' / 'CIS.out')
+    assert cis['exit_label'] is None and 'CIS' in cis['jobs'][1]['keywords']
+    ci = raw.parse_path(FIXTURES / 'debian' / 'cis_formaldehyde.out')
+    assert ci['exit_label'] is None and ci['heats_of_formation_kcal_mol'] == printed_heats(
+        FIXTURES / 'debian' / 'cis_formaldehyde.out')
+
+
+def test_force_thermo():
+    path = FIXTURES / 'debian' / 'water_force_thermo.out'
+    job = raw.parse_path(path)['jobs'][0]
+    total = re.search(r'^\s*298\.00\s+VIB\.(?:.*\n){4}\s*TOT\.\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)', path.read_text(), re.M)
+    hof, h, cp, s = (float(x) for x in total.groups())
+    assert job['thermo_temperature_k'] == 298.0
+    assert (job['enthalpy_cal_mol'], job['heat_capacity_cal_k_mol'], job['entropy_cal_k_mol']) == (h, cp, s)
+    assert job['thermochemistry'][0]['heat_of_formation_kcal_mol'] == hof
+    assert len(job['thermochemistry']) == path.read_text().count('TOT.')
+    assert job['zero_point_energy_kcal_mol'] > 0
+    force = raw.parse_path(FIXTURES / 'cclib' / 'h2o-force.out')  # MOPAC2016 FORCE without THERMO
+    assert force['exit_label'] is None and force['heats_of_formation_kcal_mol'][0] == pytest.approx(-57.798979)
+
+
+@pytest.mark.parametrize('name, label, status, words', [
+    ('debian/o2_triplet_1scf.out', 'ERROR_ACTIVE_SPACE', 433, 'SPECIFIED SPIN COMPONENT NOT SPANNED BY ACTIVE SPACE'),
+    ('debian/poh2_no_vdw.out', 'ERROR_MISSING_PARAMETERS', 432, 'MISSING VAN DER WAALS RADIUS FOR PO'),
+    ('openmopac/INDO-dev/co_fail.out', 'ERROR_INPUT_REJECTED', 431, 'FORCE is incompatible with INDO'),
+    ('openmopac/INDO-dev/noparam.out', 'ERROR_MISSING_PARAMETERS', 432, 'Parameters for some elements are missing'),
+    ('openmopac/INDO-dev/no_cis_quar.out', 'ERROR_ACTIVE_SPACE', 433, 'ROOT REQUESTED DOES NOT EXIST IN C.I.'),
+])
+def test_mopac_failures_in_its_own_words(name, label, status, words):
+    path = FIXTURES / name
+    assert words in path.read_text()  # the words are MOPAC's, not ours
+    result = raw.parse_path(path)
+    assert result['exit_label'] == label and result['exit_detail'] == words
+    assert result['file_complete'] is True and result['ended_normally'] is False  # ended, but not normally
+    assert result['jobs'][-1]['errors'] == [label] and result['jobs'][-1]['ended_normally'] is False
+    document = json.loads(CliRunner().invoke(cmd_root, ['parse', 'mopac', str(path)]).output)
+    assert document['exit_status'] == status and document['exit_message'] == f'{label}: {words}'
+
+
+def test_a_failed_job_among_good_ones():
+    result = raw.parse_path(FIXTURES / 'debian' / 'mixed_jobs.out')
+    radical, o2, water = result['jobs']
+    assert radical['ended_normally'] and water['ended_normally'] and not o2['ended_normally']
+    assert o2['messages'] == ['SPECIFIED SPIN COMPONENT NOT SPANNED BY ACTIVE SPACE'] and not radical['messages']
+    assert 'UHF' in radical['keywords'] and 'alpha_somo_ev' in radical
+    assert result['heats_of_formation_kcal_mol'][1] is None and result['lowest_index'] == 2
+    assert result['exit_label'] == 'ERROR_ACTIVE_SPACE'
+
+
+def test_notes_are_not_failures():
+    path = FIXTURES / 'openmopac' / 'IONIZE.out'
+    result = raw.parse_path(path)
+    assert result['exit_label'] is None and result['jobs'][0]['notes'] == [
+        'CHARGES MODIFIED BY SITE COMMAND', 'HYDROGEN ATOMS ADDED OR DELETED']
+    assert all(note in path.read_text() for note in result['jobs'][0]['notes'])
+
+
+def test_incomplete_only_when_the_file_ends_early():
+    path = FIXTURES / 'debian' / 'o2_triplet_1scf.out'
+    lines = path.read_text().splitlines(keepends=True)
+    end = max(i for i, line in enumerate(lines) if 'JOB ENDED NORMALLY' in line)
+    assert raw.parse_lines(iter(lines))['exit_label'] == 'ERROR_ACTIVE_SPACE'
+    cut = raw.parse_lines(iter(lines[:end]))  # the error was printed, the file did not end: still MOPAC's error
+    assert cut['exit_label'] == 'ERROR_ACTIVE_SPACE' and cut['file_complete'] is False
+    header = next(i for i, line in enumerate(lines) if 'Empirical Formula' in line)
+    assert raw.parse_lines(iter(lines[:header]))['exit_label'] == 'ERROR_OUTPUT_INCOMPLETE'
+
+
+def test_exit_code_message_carries_mopac_words():
+    from aiida.engine import ExitCode
+
+    from aiida_grimperium.parsers.base import with_detail
+    generic = raw.EXIT_CODES['ERROR_MOPAC_FAILED']
+    code = with_detail(ExitCode(generic.status, generic.message), 'BUG IN SELMOS')
+    assert code.status == 500 and code.message == 'MOPAC stopped with an error: BUG IN SELMOS'
+    active = raw.EXIT_CODES['ERROR_ACTIVE_SPACE']
+    code = with_detail(ExitCode(active.status, active.message), 'SPECIFIED SPIN COMPONENT NOT SPANNED BY ACTIVE SPACE')
+    assert code.message.startswith(active.message) and code.message.endswith('NOT SPANNED BY ACTIVE SPACE')
+    assert with_detail(ExitCode(generic.status, generic.message), None).message.endswith('no message printed')

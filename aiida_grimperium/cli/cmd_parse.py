@@ -1,8 +1,10 @@
 """``grimperium parse CODE PATH``: run a code's raw parser on a file or run folder and print JSON.
 
 The contract every code follows: keys ``code``, ``exit_status`` (0 = success, else the number the AiiDA
-parser would return), ``exit_message`` (that exit code's label), then the code's results. A bad file never
-prints a traceback: it gives a non-zero ``exit_status``.
+parser would return), ``exit_message`` (that exit code's label, followed by the program's own words for the
+failure when the raw parser read them, e.g. ``ERROR_ACTIVE_SPACE: SPECIFIED SPIN COMPONENT NOT SPANNED BY ACTIVE
+SPACE``; those words are also in ``exit_detail``), then the code's results. A bad file never prints a traceback:
+it gives a non-zero ``exit_status``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ def parse_to_dict(code: str, path: pathlib.Path) -> dict:
     except Exception as exc:  # a raw parser must not raise; if one does, report it as a parse failure
         result = {'exit_label': 'ERROR_OUTPUT_PARSE', 'error': f'{type(exc).__name__}: {exc}'}
     status, message = resolve(code, result.pop('exit_label', None))
+    detail = result.get('exit_detail')
+    if status and detail:
+        message = f'{message}: {detail}'
     return {'code': code, 'exit_status': status, 'exit_message': message, **result}
 
 

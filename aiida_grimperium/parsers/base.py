@@ -6,6 +6,10 @@ raises), and turn the raw dict into nodes plus an exit code from :mod:`aiida_gri
 A job the scheduler stopped (walltime, ``scancel``) leaves an incomplete or missing output; :meth:`exit_for`
 then answers with what happened to the job instead of "output incomplete", so that restart handlers can act:
 ``ERROR_OUT_OF_WALLTIME`` (400) for a walltime kill, ``ERROR_SCHEDULER_CANCELLED`` (401) for a cancellation.
+
+A raw parser that read the code's own words for a failure returns them as ``exit_detail`` (e.g. MOPAC's
+``SPECIFIED SPIN COMPONENT NOT SPANNED BY ACTIVE SPACE``); :meth:`exit_for` puts them into the exit message,
+through the code's ``{message}`` placeholder (``ExitCode.format``) or after the code's own message.
 """
 from __future__ import annotations
 
@@ -56,7 +60,17 @@ class GrimperiumParser(Parser):
     def _retrieved_names(self) -> tuple[str, ...]:
         return tuple(self.retrieved.base.repository.list_object_names())
 
-    def exit_for(self, label: str | None) -> ExitCode:
+    #: The code's own words for the failure (``exit_detail`` of the raw result), picked up by
+    #: :meth:`parse_retrieved` and :meth:`out`, used by :meth:`exit_for`.
+    exit_detail: str | None = None
+
+    def out(self, link_label: str, node) -> None:
+        """:meth:`Parser.out`, remembering ``exit_detail`` of an ``output_parameters`` dict for :meth:`exit_for`."""
+        if link_label == 'output_parameters' and isinstance(node, orm.Dict) and node.get('exit_detail'):
+            self.exit_detail = str(node.get('exit_detail'))
+        super().out(link_label, node)
+
+    def exit_for(self, label: str | None, detail: str | None = None) -> ExitCode:
         """The CalcJob's exit code for a raw parser's ``exit_label`` (``ExitCode(0)`` for ``None``).
 
         An output cut short (missing, unreadable, incomplete) of a job the scheduler stopped becomes the
@@ -69,7 +83,7 @@ class GrimperiumParser(Parser):
             if verdict is not None:
                 return verdict
         status, label = resolve(self.CODE, label)
-        return self.exit_codes[label]
+        return with_detail(self.exit_codes[label], detail or self.exit_detail)
 
     def scheduler_verdict(self) -> ExitCode | None:
         """``ERROR_OUT_OF_WALLTIME`` or ``ERROR_SCHEDULER_CANCELLED`` when the scheduler stopped the job, else ``None``.
@@ -106,7 +120,10 @@ class GrimperiumParser(Parser):
         with tempfile.TemporaryDirectory() as tmp:
             folder = pathlib.Path(tmp)
             self.copy_retrieved(names, folder)
-            return raw_parse_path(folder / main if main != '.' else folder)
+            result = raw_parse_path(folder / main if main != '.' else folder)
+        if isinstance(result, dict) and result.get('exit_detail'):
+            self.exit_detail = str(result['exit_detail'])
+        return result
 
     @staticmethod
     def dict_node(data: dict) -> orm.Dict:
@@ -117,6 +134,23 @@ class GrimperiumParser(Parser):
         code, not crash on them.
         """
         return orm.Dict({k: v for k, v in ((k, _finite(v)) for k, v in data.items()) if v is not None})
+
+
+def with_detail(code: ExitCode, detail: str | None) -> ExitCode:
+    """``code`` with the program's own words ``detail`` in its message.
+
+    A message with a ``{message}`` placeholder is formatted (``ExitCode.format``, as aiida-quantumespresso does);
+    any other message gets ``detail`` appended. Without ``detail`` a placeholder reads "no message printed".
+    """
+    template = code.message or ''
+    if '{message}' in template:
+        try:
+            return code.format(message=detail or 'no message printed')
+        except ValueError:  # a template with other placeholders: leave it as declared
+            return code
+    if not detail:
+        return code
+    return ExitCode(code.status, f'{template} {detail}'.strip(), code.invalidates_cache)
 
 
 def copy_objects(node: orm.Node, names: list[str], destination: pathlib.Path) -> None:
