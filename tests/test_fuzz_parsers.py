@@ -166,14 +166,27 @@ def real_runs(tmp_path_factory):
     return base
 
 
+#: Real outputs of other versions and formats (sources in tests/fixtures/README.md): MOPAC2016 (16.093M, 21.298M),
+#: v22.0.4, v23.1.2, multi-job, UHF, C.I., FORCE/THERMO and failures; xtb 6.6.1 (cclib), GFN1, GFN-FF, --ohess.
+MOPAC_SEEDS = [FIXTURES / 'mopac' / n for n in (
+    'openmopac/keywords/NONET.out', 'openmopac/keywords/CIS.out', 'openmopac/keywords/EXCITED.out',
+    'openmopac/keywords/EXTERNAL.out', 'openmopac/INDO-dev/co_fail.out', 'openmopac/INDO-dev/no_cis_quar.out',
+    'openmopac/IONIZE.out', 'cclib/o2_trip.out', 'cclib/h2o-force.out', 'debian/water_force_thermo.out',
+    'debian/mixed_jobs.out', 'debian/poh2_no_vdw.out')]
+XTB_SEEDS = [FIXTURES / 'xtb' / n for n in (
+    'cclib/dvb_ir/dvb_ir.out', 'cclib/dvb_opt/dvb_opt.out', 'debian/gfn1_sp/aiida.out', 'debian/gfnff_sp/aiida.out',
+    'debian/gfn2_ohess/aiida.out', 'debian/fatal_overlap/aiida.out')]
+
+
 def targets(runs: pathlib.Path) -> list[Target]:
     crest_runs = [FIXTURES / 'crest' / n for n in ('acetate', 'butane', 'ethanol', 'propanol')]
     pw_runs = [FIXTURES / 'pw' / n for n in ('si_scf', 'h2o', 'si_relax', 'si_scf_not_converged', 'si_walltime')]
     vasp_runs = [FIXTURES / 'vasp' / n for n in ('si-simple/outputs', 'elec-unconverged', 'unfinished')]
     crystal_runs = [FIXTURES / 'crystal' / n / 'main.out' for n in ('mgo_sto3g_scf', 'mgo_sto3g_opt', 'failed_scf')]
     return [
-        Target('mopac.parse_lines', 'mopac', mopac.parse_lines, [runs / 'aiida.out']),
-        Target('xtb.parse_lines', 'xtb', xtb.parse_lines, [runs / n / 'aiida.out' for n in ('opt', 'scc', 'fatal')]),
+        Target('mopac.parse_lines', 'mopac', mopac.parse_lines, [runs / 'aiida.out'] + MOPAC_SEEDS),
+        Target('xtb.parse_lines', 'xtb', xtb.parse_lines, [runs / n / 'aiida.out' for n in ('opt', 'scc', 'fatal')]
+               + XTB_SEEDS),
         Target('xtb.parse_stderr', 'xtb', xtb.parse_stderr, [runs / n / 'aiida.err' for n in ('opt', 'scc', 'fatal')],
                feed='path', check=False),
         Target('xtb.read_xyz', 'xtb', xtb.read_xyz, [runs / 'opt' / 'xtbopt.xyz'], feed='path', check=False),

@@ -136,4 +136,63 @@ def test_grimperium_parse_xtb_cli(runs):
     assert data['total_energy_hartree'] == box(runs['sp'], 'TOTAL ENERGY')
     assert data['homo_lumo_gap_ev'] == box(runs['sp'], 'HOMO-LUMO GAP')
     bad = json.loads(CliRunner().invoke(cmd_root, ['parse', 'xtb', str(runs['scc'] / 'aiida.out')]).output)
-    assert bad['exit_status'] == 410 and bad['exit_message'] == 'ERROR_SCC_NOT_CONVERGED'
+    assert bad['exit_status'] == 410 and 'did not converge' in bad['exit_detail']  # xtb's own words
+    assert bad['exit_message'] == f"ERROR_SCC_NOT_CONVERGED: {bad['exit_detail']}"
+
+
+# --- real outputs of other xtb versions and methods (tests/fixtures/xtb, sources in tests/fixtures/README.md) -----
+
+import pathlib  # noqa: E402
+
+from aiida_grimperium.cli import cmd_root  # noqa: E402
+
+XTB_FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'xtb'
+
+
+def printed(folder, pattern):
+    out = next(folder.glob('*.out'))
+    return float(re.search(pattern, out.read_text()).group(1))
+
+
+@pytest.mark.parametrize('name, version, method', [
+    ('cclib/dvb_sp', '6.6.1', 'GFN2-xTB'),
+    ('cclib/dvb_opt', '6.6.1', 'GFN2-xTB'),
+    ('cclib/dvb_ir', '6.6.1', 'GFN2-xTB'),
+    ('debian/gfn1_sp', '6.5.1', 'GFN1-xTB'),
+    ('debian/gfnff_sp', '6.5.1', 'GFN-FF'),
+    ('debian/gfn2_ohess', '6.5.1', 'GFN2-xTB'),
+])
+def test_recorded_versions_and_methods(name, version, method):
+    folder = XTB_FIXTURES / name
+    result = raw.parse_path(folder)
+    assert (result['xtb_version'], result['method'], result['exit_label']) == (version, method, None)
+    assert result['total_energy_hartree'] == printed(folder, r'\|\s*TOTAL ENERGY\s+(\S+) Eh')
+
+
+@pytest.mark.parametrize('name', ['cclib/dvb_ir', 'debian/gfn2_ohess'])
+def test_hessian_thermochemistry(name):
+    folder = XTB_FIXTURES / name
+    result = raw.parse_path(folder)
+    assert result['enthalpy_hartree'] == printed(folder, r'\|\s*TOTAL ENTHALPY\s+(\S+) Eh')
+    assert result['free_energy_hartree'] == printed(folder, r'\|\s*TOTAL FREE ENERGY\s+(\S+) Eh')
+    assert result['zero_point_energy_hartree'] == printed(folder, r'::\s*zero point energy\s+(\S+) Eh')
+    assert result['thermo_temperature_k'] == 298.15
+
+
+def test_fatal_error_in_xtbs_words():
+    folder = XTB_FIXTURES / 'debian' / 'fatal_overlap'
+    text = (folder / 'aiida.out').read_text()
+    words = re.findall(r'^-\d+- (.*\S)', text, re.M)
+    result = raw.parse_path(folder)
+    assert result['exit_label'] == 'ERROR_FATAL_ERROR' and result['fatal_errors'] == words and words
+    assert result['exit_detail'] == '; '.join(words)
+    document = json.loads(CliRunner().invoke(cmd_root, ['parse', 'xtb', str(folder)]).output)
+    assert document['exit_status'] == 320 and document['exit_message'] == f"ERROR_FATAL_ERROR: {'; '.join(words)}"
+
+
+def test_fatal_block_tags_and_generic_line_are_dropped():
+    lines = ['########\n', '[ERROR] Program stopped due to fatal error\n', '-2- Global environment terminated\n',
+             '-1- type_anc: ANC generation failed!\n', '########\n']
+    result = raw.parse_lines(iter(lines))
+    assert result['fatal_errors'] == ['type_anc: ANC generation failed!']
+    assert result['exit_detail'] == 'type_anc: ANC generation failed!'

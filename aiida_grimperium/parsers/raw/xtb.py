@@ -5,6 +5,11 @@ streams: the stdout summary box (``TOTAL ENERGY``, ``GRADIENT NORM``, ``HOMO-LUM
 (``[ERROR] Program stopped due to fatal error``) and the termination line. A run folder may hold several
 geometries run with ``--namespace confNNNN`` (one stdout ``confNNNN.out`` and stderr ``confNNNN.err`` each);
 :func:`parse_path` then returns one entry per geometry under ``geometries``.
+
+Read from xtb 6.4 to 6.7 (GFN2-xTB, GFN1-xTB, GFN-FF; ``method`` from the summary header). A ``--hess`` /
+``--ohess`` run adds ``enthalpy_hartree``, ``free_energy_hartree``, ``zero_point_energy_hartree`` and
+``thermo_temperature_k``. xtb's fatal messages (the ``-N-`` lines of its error block, e.g. ``ANC generation
+failed!``) are kept in xtb's words in ``fatal_errors`` and, for a failed run, in ``exit_detail``.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from . import FLOAT, find_output, iter_lines, looks_binary, parse_file, to_float
 
 EXIT_CODES = make_table(
     ExitCodeSpec(313, 'ERROR_OPTIMIZED_GEOMETRY_MISSING', 'The optimised geometry (xtbopt.xyz) is missing or unreadable.'),
-    ExitCodeSpec(320, 'ERROR_FATAL_ERROR', 'xtb stopped with a fatal error (see `fatal_error` in the outputs).'),
+    ExitCodeSpec(320, 'ERROR_FATAL_ERROR', 'xtb stopped with a fatal error: {message}'),
     ExitCodeSpec(410, 'ERROR_SCC_NOT_CONVERGED', 'The self-consistent charge iterations did not converge.'),
     ExitCodeSpec(500, 'ERROR_OPTIMIZATION_NOT_CONVERGED', 'The geometry optimisation did not converge.'),
 )
@@ -38,6 +43,16 @@ _SP_BLOCK = {
     'gradient_norm_hartree_bohr': re.compile(rf'::\s*gradient norm\s+({FLOAT})\s+Eh'),
     'homo_lumo_gap_ev': re.compile(rf'::\s*HOMO-LUMO gap\s+({FLOAT})\s+eV'),
 }
+_THERMO = {
+    'enthalpy_hartree': re.compile(rf'\|\s*TOTAL ENTHALPY\s+({FLOAT})\s+Eh'),
+    'free_energy_hartree': re.compile(rf'\|\s*TOTAL FREE ENERGY\s+({FLOAT})\s+Eh'),
+}
+_ZPE = re.compile(rf'::\s*zero point energy\s+({FLOAT})\s+Eh')
+_THERMO_ROW = re.compile(rf'^\s*({FLOAT})\s+VIB\b')
+#: The box that opens the calculation: ``|  G F N 2 - x T B  |`` or ``|  G F N - F F  |``.
+_METHOD = re.compile(r'\|\s+(G F N (?:\d - x T B|- F F))\s+\|')
+#: ``-2- optimizer_ancopt: ANC generation failed!``: one message of xtb's fatal-error block.
+_FATAL_LINE = re.compile(r'^\s*-\d+-\s*(.*\S)')
 _VERSION = re.compile(r'\*\s*xtb version\s+(\S+)')
 _CALL = re.compile(r'program call\s*:\s*(.+)$')
 _NAMESPACE = re.compile(r'calculation namespace\s*:\s*(\S+)')
@@ -70,6 +85,9 @@ def parse_lines(lines: Iterable[str]) -> dict:
                 match = regex.search(line)
                 if match:
                     summary[key] = to_float_or_none(match.group(1))
+            for key, regex in _THERMO.items():
+                if match := regex.search(line):
+                    result[key] = to_float_or_none(match.group(1))
         elif '::' in line:
             for key, regex in _SP_BLOCK.items():
                 match = regex.search(line)
@@ -78,6 +96,12 @@ def parse_lines(lines: Iterable[str]) -> dict:
             match = _CHARGE.search(line)
             if match:
                 result['total_charge'] = to_float_or_none(match.group(1))
+            if match := _ZPE.search(line):
+                result['zero_point_energy_hartree'] = to_float_or_none(match.group(1))
+        if 'VIB' in line and 'thermo_temperature_k' not in result and (match := _THERMO_ROW.match(line)):
+            result['thermo_temperature_k'] = to_float_or_none(match.group(1))
+        if 'method' not in result and 'G F N' in line and (match := _METHOD.search(line)):
+            result['method'] = match.group(1).replace(' ', '')
         if 'xtb version' in line and 'xtb_version' not in result:
             match = _VERSION.search(line)
             if match:
@@ -112,13 +136,38 @@ def parse_lines(lines: Iterable[str]) -> dict:
     result['finished'] = finished
     if fatal is not None:
         result['fatal_error'] = ' / '.join(x for x in fatal if x)
+        result['fatal_errors'] = fatal_messages(fatal)
         if any(_SCC_FAILED.search(x) and ('scf' in x.lower() or 'scc' in x.lower()) for x in fatal):
             scc_failed = True
     if result.get('scc_warnings') and not summary:
         scc_failed = True
     result['scc_converged'] = not scc_failed
     result['exit_label'] = _verdict(result, summary_found=bool(summary))
+    _set_detail(result)
     return result
+
+
+def fatal_messages(lines: list[str]) -> list[str]:
+    """xtb's own words from its fatal-error block: the ``-N-`` tags removed, xtb's generic closing line
+    (``Global environment terminated``) dropped when there is anything else."""
+    messages = []
+    for line in lines:
+        match = _FATAL_LINE.match(line)
+        text = match.group(1) if match else line.strip()
+        if text and text not in messages:
+            messages.append(text)
+    specific = [m for m in messages if 'Global environment terminated' not in m]
+    return specific or messages
+
+
+def _set_detail(result: dict) -> None:
+    """``exit_detail``: xtb's words for a fatal error (its block on stdout, else the runtime's stderr line)."""
+    if result.get('exit_label') not in ('ERROR_FATAL_ERROR', 'ERROR_SCC_NOT_CONVERGED'):
+        result.pop('exit_detail', None)
+        return
+    words = result.get('fatal_errors') or ([result['fatal_error']] if result.get('fatal_error') else [])
+    if words:
+        result['exit_detail'] = '; '.join(words)
 
 
 def _verdict(result: dict, *, summary_found: bool) -> str | None:
@@ -188,6 +237,7 @@ def parse_run(stdout: pathlib.Path, stderr: pathlib.Path | None = None, xtbopt: 
             result['exit_label'] = 'ERROR_OUTPUT_INCOMPLETE'
         if verdict is False and result.get('exit_label') in (None, 'ERROR_OUTPUT_INCOMPLETE'):
             result['exit_label'] = 'ERROR_FATAL_ERROR'
+        _set_detail(result)
     if 'optimization_converged' in result and xtbopt is not None:
         geometry = read_xyz(xtbopt) if xtbopt.is_file() else None
         if geometry is None:
