@@ -120,4 +120,4 @@ def classify(text: str) -> str | None:
 
 def clean(text: str) -> str:
     """A message as MOPAC wrote it, without the surrounding blanks (and the ``*`` of a box line)."""
-    return text.strip().strip('*').strip()
+    return text.strip().strip('*').strip().strip('"').strip()
