@@ -117,18 +117,36 @@ class Chemistry:
     identity: str | None = None  # 'InChIKey ...', or 'canonical SMILES ...' when RDKit gives no InChIKey
 
 
+_ELEMENT = re.compile(r'([A-Z][a-z]?|\*)(\d*)')
+_Z: dict[str, int] = {}
+
+
 def _electron_check(mol, charge: int, multiplicity: int, errors: list) -> None:
+    """Append an error when no electron configuration has this charge and multiplicity (see
+    :func:`~aiida_grimperium.chemistry.check_charge_multiplicity`, which words it). The atoms are counted from
+    RDKit's formula, one C++ call, rather than atom by atom in Python (several times slower)."""
+    from rdkit.Chem import GetPeriodicTable, rdMolDescriptors
+
+    counts = _ELEMENT.findall(rdMolDescriptors.CalcMolFormula(mol))
+    electrons = -charge
+    for symbol, count in counts:
+        z = _Z.get(symbol)
+        if z is None:
+            z = _Z[symbol] = 0 if symbol == '*' else GetPeriodicTable().GetAtomicNumber(symbol)
+        electrons += z * (int(count) if count else 1)
+    unpaired = multiplicity - 1
+    if electrons >= 0 and unpaired <= electrons and (electrons - unpaired) % 2 == 0:
+        return
     from ..chemistry import check_charge_multiplicity
 
-    symbols = []
-    hydrogens = 0
-    for atom in mol.GetAtoms():
-        symbols.append(atom.GetSymbol())
-        hydrogens += atom.GetTotalNumHs()
+    symbols = [symbol for symbol, count in counts for _ in range(int(count) if count else 1)]
     try:
-        check_charge_multiplicity(symbols + ['H'] * hydrogens, charge, multiplicity)
-    except (ValueError, KeyError) as exc:
+        check_charge_multiplicity(symbols, charge, multiplicity)
+    except (ValueError, KeyError, RuntimeError) as exc:
         errors.append(('multiplicity', str(exc).strip('"\'')))
+    else:  # cannot happen: the same arithmetic; say it plainly all the same
+        errors.append(('multiplicity', f'charge {charge} and multiplicity {multiplicity} are impossible '
+                                       f'({electrons} electrons)'))
 
 
 def check_chemistry(smiles: str, charge: int, multiplicity: int, nheavy: int | None, fragments: str = 'refuse',
