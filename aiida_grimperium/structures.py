@@ -3,7 +3,7 @@
 The **ensemble** node layout is shared by every conformer engine (CREST, RDKit + xtb) and read by MOPAC:
 a ``TrajectoryData`` with one frame per conformer, ordered from the lowest energy up, holding
 
-* ``positions`` (N, atoms, 3) in Angstrom and ``symbols`` (no cells: a molecule);
+* ``positions`` (N, atoms, 3) in Angstrom, ``symbols`` and ``cells`` (each frame's box, as for a ``StructureData``);
 * arrays ``energies_hartree`` (N), ``relative_energies_kcal_mol`` (N) and ``populations`` (N, Boltzmann
   at the ``temperature`` attribute), when energies are known;
 * attributes ``num_conformers``, ``temperature``, ``charge``, ``multiplicity`` and ``engine``.
@@ -71,8 +71,11 @@ def make_ensemble(
         order = np.argsort(energies, kind='stable')
         frames, energies = frames[order], energies[order]
     trajectory = orm.TrajectoryData()
+    # each frame's box (the molecule with MOLECULE_VACUUM around it): ``verdi data core.trajectory export`` needs cells
+    spans = frames.max(axis=1) - frames.min(axis=1) if len(frames) else np.zeros((0, 3))
+    cells = np.array([np.diag(span + 2 * MOLECULE_VACUUM) for span in spans]).reshape(len(frames), 3, 3)
     trajectory.set_trajectory(
-        symbols=list(symbols), positions=frames, stepids=np.arange(len(frames))
+        symbols=list(symbols), positions=frames, stepids=np.arange(len(frames)), cells=cells
     )
     if energies is not None and len(energies):
         trajectory.set_array('energies_hartree', energies)

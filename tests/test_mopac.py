@@ -119,7 +119,7 @@ FE_CLUSTER = (['Fe', 'O', 'O', 'C', 'N'], [[0, 0, 0], [1.0, 0, 0], [-1.0, 0.3, 0
 def test_real_failures_map_to_exit_codes(mopac_code, structure, multiplicity, parameters, exit_status, label):
     results, node = run_mopac(mopac_code, multiplicity=multiplicity, structure=structure(), parameters=parameters)
     assert node.exit_status == exit_status
-    assert node.exit_message == MopacCalculation.exit_codes[label].message
+    assert node.exit_message.startswith(MopacCalculation.exit_codes[label].message.split('{')[0].rstrip(': '))
     assert 'output_parameters' in results  # what was computed is kept even when the job failed
 
 

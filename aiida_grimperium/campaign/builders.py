@@ -1,4 +1,5 @@
-"""The :class:`ConformerToDftWorkChain` builder of one campaign molecule, from the campaign's settings.
+"""The inputs of a campaign's batches (:func:`batch_inputs`), and the single-molecule pipeline builder of the same
+settings (:func:`pipeline_builder`).
 
 Every job's ``metadata.options`` start from its code's protocol (``protocols/<code>.yaml``: resources and
 walltime) and get the campaign's ``scheduler`` settings on top (see :func:`scheduler_options`), so that
@@ -36,25 +37,21 @@ def load_codes(settings: dict) -> dict[str, orm.AbstractCode]:
     return codes
 
 
-#: ``--max-active`` of the commands that submit and return (``campaign submit``, ``rerun``), and of a campaign
-#: whose jobs go to a batch scheduler: the cluster, not this machine, runs the jobs.
-CLUSTER_MAX_ACTIVE = 20
+#: ``--max-active`` when the jobs go to a batch scheduler: the cluster, not this machine, runs them.
+CLUSTER_MAX_ACTIVE = 50
 
 
-def default_max_active(codes: dict[str, orm.AbstractCode], feeding: bool = True) -> int:
-    """How many molecules a campaign keeps running at once unless ``--max-active`` says otherwise.
+def default_max_active(codes: dict[str, orm.AbstractCode]) -> int:
+    """How many batches a campaign keeps running at once unless ``--max-active`` says otherwise.
 
-    ``feeding``: the caller waits and submits the next molecule whenever one finishes (``campaign run``). Then,
-    when every job runs on this machine (``core.direct``), eight molecules per core. A molecule spends most of
-    its time waiting (for a scheduler poll, for the daemon to take its next step), so a few per core leave the
-    cores idle; many more only queue up in the daemon, which keeps them all in memory (``docs/performance.md``).
-    Otherwise ``CLUSTER_MAX_ACTIVE``: a command that returns at once must not leave most molecules Pending.
+    Every job on this machine (``core.direct``): one batch per core, since a batch's xtb and MOPAC jobs are
+    serial and keep a core busy. With a batch scheduler: ``CLUSTER_MAX_ACTIVE`` (two jobs queued each).
     """
     import os
 
     schedulers = {code.computer.scheduler_type for code in codes.values() if code.computer is not None}
-    if feeding and schedulers <= {'core.direct'}:
-        return 8 * (os.cpu_count() or 1)
+    if schedulers <= {'core.direct'}:
+        return os.cpu_count() or 1
     return CLUSTER_MAX_ACTIVE
 
 
@@ -123,6 +120,31 @@ class SharedInputs:
                 default = port.default() if callable(port.default) else port.default
                 if isinstance(default, orm.BaseType):
                     builder[name] = self(type(default), default.value)
+
+
+def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
+    """The inputs of :class:`~aiida_grimperium.workchains.batch.ConformerBatchWorkChain` for the campaign
+    ``settings`` (all but ``molecules``); the same nodes serve every batch of a wave."""
+    codes = codes or load_codes(settings)
+    xtb = get_protocol_inputs('xtb', 'balanced')
+    mopac = get_protocol_inputs('mopac', 'balanced')
+    inputs = {
+        'engine': orm.Str(settings['engine']),
+        'xtb_code': codes['xtb'],
+        'mopac_code': codes['mopac'],
+        'num_conformers': orm.Int(int(settings['num_conformers'])),
+        'top_n': orm.Int(int(settings['top_n'])),
+        'xtb_options': orm.Dict(scheduler_options(settings, xtb['xtb']['metadata']['options'])),
+        'mopac_parameters': orm.Dict(mopac['mopac']['parameters']),
+        'mopac_options': orm.Dict(scheduler_options(settings, mopac['mopac']['metadata']['options'])),
+    }
+    if 'crest' in codes:
+        inputs['crest_code'] = codes['crest']
+    if settings.get('dft'):
+        inputs['dft'] = {'code': codes[settings['dft']], 'protocol': orm.Str(settings['protocol'])}
+        if has_scheduler_overrides(settings):
+            inputs['dft']['options'] = orm.Dict(scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+    return inputs
 
 
 def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = None, shared: SharedInputs | None = None):

@@ -1,258 +1,157 @@
-"""Reading a campaign for the export: one row per molecule, without loading a single node.
+"""Reading a campaign back, through AiiDA's public QueryBuilder only (any storage backend: SQLite, PostgreSQL).
 
-What the export reads, per molecule: its record (the CSV row, extras ``mol_id`` / ``timestamp_added``), how many
-runs it had and the last one (pk, uuid, process state, exit status and message, ctime, mtime) with that run's
-summary ``output_parameters``. Two readers give exactly the same :class:`CampaignData`:
+A campaign group holds the **records** (``Dict`` nodes, extra ``grimperium_records``: ``{key: CSV row}``, a
+batch's worth of molecules each) and the **controllers** (:class:`~aiida_grimperium.workchains.campaign.
+CampaignWorkChain`) that ran them; each controller calls :class:`~aiida_grimperium.workchains.batch.
+ConformerBatchWorkChain` batches, whose ``molecules`` input is a record (first runs) or a ``Dict`` of the rows
+to run again (reruns: each row names its record, ``record``), and whose ``summaries.<key>`` are the molecules'
+results. Four projections read all of it, each a few thousand rows per 100 000 molecules but the summaries:
+no node is loaded.
 
-* :func:`read_sqlite`: for the ``core.sqlite_dos`` storage, two SQL statements on the profile's own database
-  file, opened read-only; SQLite extracts the few JSON keys needed from the runs and
-  their summaries (in C), and the JSON texts are decoded a column at a time. It needs neither ``aiida.orm``
-  nor the storage backend loaded, which is most of a command's start-up time. When anything is not as it
-  expects (other backend, unknown schema version, unexpected values) it raises :class:`NotFast` and the caller
-  uses the QueryBuilder instead.
-* :func:`read_querybuilder`: the QueryBuilder projections of :mod:`.store` (any storage backend).
+A molecule's **current row** is the one of its newest record (``campaign submit --update`` adds a record that
+supersedes the rows it changes). Only runs of the current row count for its status and its export row; runs of
+a superseded row stay in the graph.
 """
 from __future__ import annotations
 
-import gc
-import json
-import pathlib
-import re
-from contextlib import contextmanager
-from dataclasses import dataclass
-from operator import itemgetter
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from aiida import orm
-    from aiida.manage.configuration.profile import Profile
+from aiida import orm
 
-TERMINAL = ('finished', 'excepted', 'killed')
-#: as :data:`.store.ACTIVE_STATES` and ``DEFAULT_SETTINGS['max_reruns']`` (not imported: :mod:`.store` imports
-#: ``aiida.orm``; ``tests/test_export.py`` checks they agree).
+RECORDS_EXTRA = 'grimperium_records'
 ACTIVE_STATES = ('created', 'waiting', 'running')
-DEFAULT_MAX_RERUNS = 3
-#: ``ConformerToDftWorkChain.build_process_type()``, without importing the workchain (checked by the tests).
-PROCESS_TYPE = 'aiida.workflows:grimperium.conformer_to_dft'
-#: the keys of a run's ``output_parameters`` that the export reads.
-SUMMARY_KEYS = ('conformer_search_status', 'num_conformers', 'conformer_search_time_s', 'mopac_status',
-                'mopac_time_s', 'pm7_heats_of_formation_kcal_mol', 'most_stable_hof', 'error_message', 'engine',
-                'top_n', 'dft_code', 'dft_status', 'dft_energy_ev', 'dft_band_gap_ev', 'dft_time_s')
-#: schema versions (``alembic_version``) of ``core.sqlite_dos`` that :func:`read_sqlite` was written and tested for.
-SQLITE_SCHEMA_VERSIONS = ('main_0002',)
-
-
-class NotFast(Exception):
-    """:func:`read_sqlite` cannot read this campaign exactly: use :func:`read_querybuilder`."""
+TERMINAL_STATES = ('finished', 'excepted', 'killed')
 
 
 @dataclass
-class CampaignData:
-    """What the export reads of a campaign.
+class Run:
+    """One attempt at one molecule: the batch that ran it and, once it ended, the molecule's summary."""
 
-    ``last_runs[mol_id]`` is a tuple ``(pk, mol_id, uuid, state, exit_status, exit_message, started, modified, _,
-    crest_given, mopac_given)`` of the molecule's last run: process state, exit status and message, ctime and
-    mtime (ISO 8601 to the second), and whether its ``output_parameters`` has the keys ``conformer_search_status``
-    / ``mopac_status`` at all (a missing one has a default). ``summaries[mol_id]`` are the values of
-    :data:`SUMMARY_KEYS` in that run's ``output_parameters`` (no entry when it wrote none).
-    """
+    batch_pk: int
+    batch_uuid: str
+    state: str | None
+    exit_status: int | None
+    exit_message: str | None
+    stage: str
+    ctime: object
+    mtime: object
+    summary: dict | None = None
 
-    max_reruns: int
-    records: dict[str, dict]  # {mol_id: record attributes and timestamp_added}, in pk order
-    last_runs: dict[str, tuple]
-    counts: dict[str, int]  # {mol_id: number of runs}
-    summaries: dict[str, list]
+    @property
+    def active(self) -> bool:
+        return self.state is None or self.state in ACTIVE_STATES
+
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None and 'error_message' not in self.summary
 
 
-def _iso(value) -> str | None:
-    return value.isoformat(timespec='seconds') if value is not None else None
+@dataclass
+class CampaignMolecule:
+    """A molecule of the campaign: its current row, the record that holds it, its runs (oldest first)."""
+
+    mol_id: str
+    row: dict
+    record_pk: int
+    runs: list[Run] = field(default_factory=list)
+
+    def status(self, max_reruns: int) -> str:
+        """``Pending`` (never run), ``Running``, ``OK``, ``Rerun`` (failed, reruns left), ``Skip`` (no reruns left)."""
+        if not self.runs:
+            return 'Pending'
+        last = self.runs[-1]
+        if last.active:
+            return 'Running'
+        if last.ok:
+            return 'OK'
+        return 'Rerun' if len(self.runs) - 1 < max_reruns else 'Skip'
 
 
-# ---------------------------------------------------------------------------------------------- readers
+def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]]:
+    """``{mol_id: (row, record pk)}`` of the current rows, in CSV order (where the mol_id first came in; a newer
+    record supersedes the row in place), and the pks of all the records."""
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters={'id': group.pk}, tag='group')
+    query.append(orm.Dict, with_group='group', filters={f'extras.{RECORDS_EXTRA}': True},
+                 project=['id', 'attributes'])
+    current: dict[str, tuple[dict, int]] = {}
+    pks = set()
+    for pk, rows in sorted(query.iterall(), key=lambda row: row[0]):
+        pks.add(pk)
+        for row in rows.values():
+            current[row['mol_id']] = (row, pk)
+    return current, pks
 
-def summaries(group: orm.Group) -> dict[int, dict]:
-    """``{run pk: output_parameters attributes}`` for the runs of the campaign that wrote one."""
-    from aiida import orm
 
-    from ..workchains.pipeline import ConformerToDftWorkChain
-    from .store import query_rows
+def _batches_query(group: orm.Group) -> orm.QueryBuilder:
+    from ..workchains.batch import ConformerBatchWorkChain
+    from ..workchains.campaign import CampaignWorkChain
 
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(ConformerToDftWorkChain, with_group='group', tag='run', project=['id'])
-    # the whole attribute blob: one JSON document per row decodes faster than a dozen extracted keys
-    query.append(orm.Dict, with_incoming='run', edge_filters={'label': 'output_parameters'}, project=['attributes'])
-    return dict(query_rows(query))
+    query.append(CampaignWorkChain, with_group='group', tag='controller')
+    query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch',
+                 project=['id', 'uuid', 'attributes.process_state', 'attributes.exit_status',
+                          'attributes.exit_message', 'extras.stage', 'ctime', 'mtime'])
+    return query
 
 
-def read_querybuilder(group: orm.Group) -> CampaignData:
-    """The campaign through QueryBuilder projections (:func:`.store.records`, :func:`.store.runs`): any backend."""
-    from .store import records, runs, settings_of
+def read_molecules(group: orm.Group) -> dict[str, CampaignMolecule]:
+    """Every molecule of the campaign with its runs of its current row (see the module docstring)."""
+    rows, record_pks = record_rows(group)
+    molecules = {mol_id: CampaignMolecule(mol_id, row, pk) for mol_id, (row, pk) in rows.items()}
+    record_of = {}  # {(molecules Dict pk): {mol_id: record pk}} for the rerun Dicts
 
-    all_summaries = summaries(group)
-    last_runs, counts, values = {}, {}, {}
-    for mol_id, molecule_runs in runs(group).items():
-        last = molecule_runs[-1]
-        summary = all_summaries.get(last['pk'])
-        last_runs[mol_id] = (last['pk'], mol_id, last['uuid'], last['state'], last['exit_status'],
-                             last['exit_message'], _iso(last['ctime']), _iso(last['mtime']), None,
-                             summary is not None and 'conformer_search_status' in summary,
-                             summary is not None and 'mopac_status' in summary)
-        counts[mol_id] = len(molecule_runs)
-        if summary is not None:
-            values[mol_id] = [summary.get(key) for key in SUMMARY_KEYS]
-    return CampaignData(settings_of(group)['max_reruns'], records(group), last_runs, counts, values)
+    query = _batches_query(group)
+    query.append(orm.Dict, with_outgoing='batch', edge_filters={'label': 'molecules'}, project=['id'])
+    batches = {}
+    for pk, uuid, state, exit_status, message, stage, ctime, mtime, molecules_pk in query.iterall():
+        batches[pk] = (Run(pk, uuid, state, exit_status, message, stage or 'selected', ctime, mtime), molecules_pk)
+    rerun_pks = sorted({molecules_pk for _, molecules_pk in batches.values() if molecules_pk not in record_pks})
+    if rerun_pks:
+        reruns = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': rerun_pks}}, project=['id', 'attributes'])
+        for pk, rows in reruns.iterall():
+            record_of[pk] = {row['mol_id']: row['record'] for row in rows.values()}
 
+    summaries: dict[int, dict[str, dict]] = {}
+    query = _batches_query(group)
+    query.append(orm.Dict, with_incoming='batch', edge_filters={'label': {'like': 'summaries__%'}},
+                 project=['attributes'])
+    for *batch, summary in query.iterall():
+        summaries.setdefault(batch[0], {})[summary.get('mol_id')] = summary
 
-_SQL_RECORDS = """
-SELECT n.id, json_extract(n.extras, '$."mol_id"', '$."timestamp_added"'), n.attributes
-FROM db_dbgroup_dbnodes AS m JOIN db_dbnode AS n ON n.id = m.dbnode_id
-WHERE m.dbgroup_id = :group AND n.node_type LIKE 'data.core.dict.%' ESCAPE '\\'
-  AND json_type(n.extras, '$."grimperium_record"') = 'true'
-"""
-# The filters are those of QueryBuilder().append(ConformerToDftWorkChain, with_group=...) and of
-# .append(orm.Dict, with_incoming='run', edge_filters={'label': 'output_parameters'}). The process attributes
-# are scalars that AiiDA validates (str, int, str).
-_SQL_RUNS = """
-SELECT n.id, json_extract(n.extras, '$."mol_id"'), n.uuid, json_extract(n.attributes, '$."process_state"'),
-  json_extract(n.attributes, '$."exit_status"'), json_extract(n.attributes, '$."exit_message"'), n.ctime, n.mtime,
-  json_extract(s.attributes, {summary_paths}), s.id
-FROM db_dbgroup_dbnodes AS m JOIN db_dbnode AS n ON n.id = m.dbnode_id
-LEFT JOIN db_dblink AS l ON l.input_id = n.id AND l.label = 'output_parameters'
-LEFT JOIN db_dbnode AS s ON s.id = l.output_id AND s.node_type LIKE 'data.core.dict.%' ESCAPE '\\'
-WHERE m.dbgroup_id = :group AND n.node_type LIKE 'process.workflow.workchain.%' ESCAPE '\\'
-  AND (n.process_type = :process_type OR n.process_type LIKE :process_type_like ESCAPE '\\')
-""".format(summary_paths=', '.join(f'\'$."{key}"\'' for key in SUMMARY_KEYS))
-# whether summaries whose conformer_search_status / mopac_status is null have the key at all (a JSON null) or not
-_SQL_KEYS = """
-SELECT id, json_type(attributes, '$."conformer_search_status"') IS NOT NULL,
-  json_type(attributes, '$."mopac_status"') IS NOT NULL
-FROM db_dbnode WHERE id IN (SELECT value FROM json_each(:ids))
-"""
-# ctime / mtime: naive UTC text (aiida's TZDateTime, SQLAlchemy's format 'YYYY-MM-DD HH:MM:SS.ffffff'); of the
-# datetime SQLAlchemy reads from it (ignoring what follows the seconds), _iso() is 'YYYY-MM-DDTHH:MM:SS+00:00'
-_SQLITE_TIMES = re.compile(r'(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[^\n]*\n)*')
+    members = _members(molecules)
+    for pk in sorted(batches):
+        run, molecules_pk = batches[pk]
+        mol_ids = record_of[molecules_pk] if molecules_pk in record_of else {m: molecules_pk for m in members.get(molecules_pk, ())}
+        for mol_id, record_pk in mol_ids.items():
+            molecule = molecules.get(mol_id)
+            if molecule is None or molecule.record_pk != record_pk:
+                continue  # a run of a superseded row
+            molecule.runs.append(Run(**{**run.__dict__, 'summary': summaries.get(pk, {}).get(mol_id)}))
+    return molecules
 
 
-def _loads_all(texts) -> list:
-    """``[json.loads(text) for text in texts]`` (``None`` for SQL NULL) in one call of the JSON decoder."""
-    return json.loads('[' + ','.join(['null' if text is None else text for text in texts]) + ']')
+def _members(molecules: dict[str, CampaignMolecule]) -> dict[int, list[str]]:
+    """``{record pk: [mol_id, ...]}`` of the current rows."""
+    members: dict[int, list[str]] = {}
+    for mol_id, molecule in molecules.items():
+        members.setdefault(molecule.record_pk, []).append(mol_id)
+    return members
 
 
-def read_sqlite(profile: Profile, *, label: str | None = None, pk: int | None = None) -> CampaignData:
-    """The campaign ``label`` (or the group ``pk``) read with plain SQL from the profile's ``core.sqlite_dos``
-    database file, opened read-only. The only raw-SQL code of the package; raises :class:`NotFast` whenever it
-    cannot give exactly what :func:`read_querybuilder` gives (which the caller then uses).
-
-    Like the QueryBuilder queries, the statements are separate snapshots: none holds a lock while another runs,
-    so a daemon committing meanwhile is never blocked for longer than one statement.
-    """
-    import sqlite3
-
-    if profile.storage_backend != 'core.sqlite_dos':
-        raise NotFast(f'storage backend {profile.storage_backend}')
-    # the database of this profile only: FILENAME_DATABASE of aiida.storage.sqlite_dos.backend, not imported (slow)
-    database = pathlib.Path(profile.storage_config['filepath']) / 'database.sqlite'
-    if not database.is_absolute() or not database.is_file():
-        raise NotFast(f'no database file {database}')
-    try:  # autocommit: each statement is its own read transaction, as the QueryBuilder's are
-        connection = sqlite3.connect(f'{database.as_uri()}?mode=ro', uri=True, timeout=60, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise NotFast(str(exc)) from exc
-    try:
-        versions = connection.execute('SELECT version_num FROM alembic_version').fetchall()
-        if len(versions) != 1 or versions[0][0] not in SQLITE_SCHEMA_VERSIONS:
-            raise NotFast(f'schema version {versions}')
-        if pk is None:
-            groups = connection.execute('SELECT id, extras FROM db_dbgroup WHERE label = ?', (label,)).fetchall()
-        else:
-            groups = connection.execute('SELECT id, extras FROM db_dbgroup WHERE id = ?', (pk,)).fetchall()
-        if len(groups) != 1:  # not there (get_campaign creates it) or ambiguous: the ordinary way says what to do
-            raise NotFast(f'{len(groups)} group(s) {label or pk}')
-        group_pk, group_extras = groups[0]
-        record_rows = connection.execute(_SQL_RECORDS, {'group': group_pk}).fetchall()
-        process_type_like = PROCESS_TYPE.replace('%', '\\%').replace('_', '\\_') + '.'  # as escape_for_sql_like
-        run_rows = connection.execute(_SQL_RUNS, {'group': group_pk, 'process_type': PROCESS_TYPE,
-                                                  'process_type_like': process_type_like}).fetchall()
-        settings = json.loads(group_extras).get('settings', {})
-        max_reruns = {'max_reruns': DEFAULT_MAX_RERUNS, **settings}['max_reruns']  # as store.settings_of
-
-        # JSON texts are decoded a column at a time: one json.loads('[doc,doc,...]'), not one call per document
-        first = itemgetter(0)
-        record_rows.sort(key=first)
-        records: dict[str, dict] = {}
-        for (mol_id, timestamp_added), record in zip(_loads_all([row[1] for row in record_rows]),
-                                                     _loads_all([row[2] for row in record_rows])):
-            if type(mol_id) is not str:  # missing (the QueryBuilder way raises KeyError) or not a string
-                raise NotFast(f'record mol_id {mol_id!r}')
-            if type(record) is not dict:
-                raise NotFast('record attributes are not an object')
-            record['timestamp_added'] = timestamp_added
-            records[mol_id] = record
-        del record_rows  # (memory: the JSON texts)
-
-        run_rows.sort(key=first)  # stable: duplicates of a run (two output_parameters links) stay together
-        counts: dict[str, int] = {}
-        last_rows: dict[str, tuple] = {}
-        previous = None
-        for row in run_rows:
-            mol_id = row[1]
-            if mol_id is None:  # submitted a moment ago, extras not yet written
-                continue
-            if type(mol_id) is not str:
-                raise NotFast(f'run {row[0]}: mol_id {mol_id!r}')
-            if row[0] == previous:  # the same run again: keep a row with a summary
-                if last_rows[mol_id][8] is None:
-                    last_rows[mol_id] = row
-                continue
-            previous = row[0]
-            counts[mol_id] = counts.get(mol_id, 0) + 1
-            last_rows[mol_id] = row
-        del run_rows
-        rows = list(last_rows.values())
-        if not _SQLITE_TIMES.fullmatch(''.join([f'{row[6]}\n{row[7]}\n' for row in rows])):
-            raise NotFast('unexpected time stamps')
-        with_summary = [row for row in rows if row[8] is not None]
-        decoded = _loads_all([row[8] for row in with_summary])
-        values = {row[1]: summary for row, summary in zip(with_summary, decoded)}
-        given = {row[9]: (summary[0] is not None, summary[3] is not None) for row, summary in zip(with_summary, decoded)}
-        unknown = [sid for sid, (crest, mopac) in given.items() if not (crest and mopac)]
-        if unknown:  # a null value: the key may be there (JSON null) or not (then the column's default)
-            keys = connection.execute(_SQL_KEYS, {'ids': json.dumps(unknown)}).fetchall()
-            given.update((sid, (bool(crest), bool(mopac))) for sid, crest, mopac in keys)
-        no_summary = (False, False)
-        last_runs = {}
-        for mol_id, (pk_, _, uuid, state, exit_status, exit_message, ctime, mtime, _, sid) in zip(last_rows, rows):
-            crest_given, mopac_given = no_summary if sid is None else given[sid]
-            last_runs[mol_id] = (pk_, mol_id, uuid, state, exit_status, exit_message,
-                                 f'{ctime[:10]}T{ctime[11:19]}+00:00', f'{mtime[:10]}T{mtime[11:19]}+00:00', None,
-                                 crest_given, mopac_given)
-        return CampaignData(max_reruns, records, last_runs, counts, values)
-    except sqlite3.Error as exc:
-        raise NotFast(str(exc)) from exc
-    finally:
-        connection.close()
+def count_active_batches(group: orm.Group) -> int:
+    query = _batches_query(group)
+    query.add_filter('batch', {'attributes.process_state': {'in': list(ACTIVE_STATES)}})
+    return query.count()
 
 
-@contextmanager
-def _no_gc():
-    """The cyclic garbage collector paused: decoding a campaign creates millions of containers (none in a cycle),
-    which would otherwise set off collections over all of them again and again (a seventh of the export's time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def active_controllers(group: orm.Group) -> list[int]:
+    """Pks of the campaign's controllers that have not finished."""
+    from ..workchains.campaign import CampaignWorkChain
 
-
-def read_campaign(group: orm.Group) -> CampaignData:
-    """:func:`read_sqlite` when it can, else :func:`read_querybuilder`."""
-    try:
-        return read_sqlite(group.backend.profile, pk=group.pk)
-    except NotFast:
-        return read_querybuilder(group)
-
-
-# ---------------------------------------------------------------------------------------------- the table
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters={'id': group.pk}, tag='group')
+    query.append(CampaignWorkChain, with_group='group', project=['id', 'attributes.process_state'])
+    # (a process submitted a moment ago may not have its state attribute yet)
+    return [pk for pk, state in query.iterall() if state not in TERMINAL_STATES]

@@ -1,26 +1,30 @@
-"""A campaign in the database: a Group holding one record per molecule and the workchains run for them.
+"""A campaign in the database: a Group with the record of what was asked, and the controllers that run it.
 
-* **molecule record**: a stored ``Dict`` with the validated CSV row as attributes, in the campaign group, with
-  extras ``grimperium_record = True``, ``mol_id`` and ``timestamp_added``.
-* **run**: a :class:`ConformerToDftWorkChain` in the same group, with extras ``mol_id``, ``rerun`` (0 for the
-  first run) and ``stage``.
-* **settings**: the group's extras (engine, top_n, dft, protocol, max_reruns, code labels), so that reruns are
-  built exactly like the first run.
+* **records**: stored ``Dict`` nodes in the group, extra ``grimperium_records``, each ``{key: validated CSV
+  row}`` for a batch's worth of molecules (``m0001``...), in CSV order. A record is the ``molecules`` input of
+  the first batch that runs its molecules.
+* **settings**: the group's ``settings`` extra (engine, top_n, dft, protocol, max_reruns, batch_size, codes,
+  scheduler), so that reruns run exactly like the first run.
+* **controllers**: :class:`~aiida_grimperium.workchains.campaign.CampaignWorkChain` nodes in the group.
 
-A molecule's status is derived, never stored: ``Pending`` (no run yet), ``Running``, ``OK``, ``Rerun`` (failed,
-reruns left), ``Skip`` (failed ``max_reruns`` + 1 times).
+A campaign is the record of what was asked: submitting a row whose SMILES, charge, multiplicity or reference
+differs from the stored one is refused (:class:`CampaignError` naming each row and field) unless ``update``:
+then a new record holds the new rows, which supersede the old ones (those runs stay in the graph, and the old
+record's ``superseded`` extra lists them). Statuses are derived, never stored (:mod:`.readers`).
 """
 from __future__ import annotations
 
 import datetime
-import time
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Iterable
 
 from aiida import orm
 
+from ..workchains.campaign import RECORDS_EXTRA, batch_key
 from .molecules import Molecule
+from .readers import CampaignMolecule
+from .readers import active_controllers, read_molecules, record_rows
 
-RECORD_EXTRA = 'grimperium_record'
 DEFAULT_SETTINGS = {
     'engine': 'rdkit-xtb',
     'top_n': 3,
@@ -28,171 +32,191 @@ DEFAULT_SETTINGS = {
     'protocol': 'fast',
     'max_reruns': 3,
     'num_conformers': 10,
+    'batch_size': 50,
     'codes': {'xtb': 'xtb@localhost', 'mopac': 'mopac@localhost', 'crest': 'crest@localhost',
               'pw': 'pw@localhost', 'vasp': 'vasp@localhost', 'crystal': 'crystal@localhost'},
     # Scheduler overrides of every job's metadata.options (None: as the code's protocol says); see
     # builders.scheduler_options: SLURM partition, account, walltime in seconds, threads, memory in MB.
     'scheduler': {'queue': None, 'account': None, 'walltime': None, 'cores': None, 'memory_mb': None},
 }
-ACTIVE_STATES = ('created', 'waiting', 'running')
+#: The row fields that define what was asked of a molecule (a change must be asked for: ``update``).
+IDENTITY_FIELDS = ('smiles', 'charge', 'multiplicity', 'H298_cbs')
+
+
+class CampaignError(Exception):
+    """A campaign command cannot do what was asked; the message says why (no traceback for users)."""
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
 
-def get_campaign(name: str, settings: dict | None = None) -> orm.Group:
-    """Load (or create, when ``settings`` are given) the campaign group ``name``; new settings are saved."""
-    group, created = orm.Group.collection.get_or_create(label=name)
-    if settings is not None:
-        merged = {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {}), **settings}
-        group.base.extras.set('settings', merged)
-    elif created:
-        group.base.extras.set('settings', dict(DEFAULT_SETTINGS))
+def load_campaign(name: str) -> orm.Group:
+    """The campaign ``name``; :class:`CampaignError` when there is none (nothing is created)."""
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        group = orm.load_group(label=name)
+    except NotExistent:
+        raise CampaignError(f'no campaign `{name}`: `grimperium campaign list` shows the campaigns') from None
+    if 'settings' not in group.base.extras.all:
+        raise CampaignError(f'group `{name}` is not a grimperium campaign (it has no campaign settings)')
     return group
+
+
+def campaigns() -> list[str]:
+    query = orm.QueryBuilder().append(orm.Group, filters={'extras': {'has_key': 'settings'}}, project=['label'])
+    return sorted(label for label, in query.iterall())
 
 
 def settings_of(group: orm.Group) -> dict:
     return {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {})}
 
 
-def add_molecules(group: orm.Group, molecules: Iterable[Molecule]) -> list[orm.Dict]:
-    """Store a record per molecule not yet in the campaign (mol_id already present: kept as it is)."""
-    existing = set(records(group))
-    added = []
+def setting_changes(group: orm.Group, settings: dict) -> dict[str, tuple]:
+    """``{name: (stored, new)}`` of the settings that differ from the campaign's."""
+    stored = settings_of(group)
+    return {name: (stored.get(name), value) for name, value in settings.items() if stored.get(name) != value}
+
+
+def open_campaign(name: str, settings: dict, update: bool = False) -> tuple[orm.Group, bool]:
+    """The campaign ``name`` with ``settings``: created, or loaded when the settings agree (``update``: the new
+    ones are applied). Returns the group and whether it was created."""
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        group = load_campaign(name)
+    except CampaignError:
+        try:
+            orm.load_group(label=name)
+        except NotExistent:
+            group = orm.Group(label=name).store()
+            group.base.extras.set('settings', {**DEFAULT_SETTINGS, **settings})
+            return group, True
+        raise
+    changes = setting_changes(group, settings)
+    if changes and not update:
+        listed = '; '.join(f'{name}: {old!r} -> {new!r}' for name, (old, new) in changes.items())
+        raise CampaignError(f'campaign `{name}` was submitted with other options ({listed}); '
+                            'use --update to apply the new ones, or submit to a new --group')
+    if changes:
+        group.base.extras.set('settings', {**settings_of(group), **settings})
+    return group, False
+
+
+def _same(old, new) -> bool:
+    if isinstance(old, float) and isinstance(new, float):
+        return math.isclose(old, new, rel_tol=0, abs_tol=1e-12)
+    return old == new
+
+
+def row_changes(existing: dict[str, tuple[dict, int]], molecules: Iterable[Molecule]) -> dict[str, list[str]]:
+    """``{mol_id: [changed field, ...]}`` of the molecules whose row differs from the stored one."""
+    changes = {}
     for molecule in molecules:
         if molecule.mol_id in existing:
-            continue
-        record = orm.Dict(molecule.model_dump())
-        record.label = molecule.mol_id
-        record.store()
-        record.base.extras.set_many({RECORD_EXTRA: True, 'mol_id': molecule.mol_id, 'timestamp_added': now()})
-        added.append(record)
-    group.add_nodes(added)
-    return added
+            old, new = existing[molecule.mol_id][0], molecule.model_dump()
+            fields = [name for name in IDENTITY_FIELDS if not _same(old.get(name), new.get(name))]
+            if fields:
+                changes[molecule.mol_id] = fields
+    return changes
 
 
-def query_rows(query: orm.QueryBuilder) -> list[tuple]:
-    """All rows of ``query`` as plain tuples, executed as one SQL statement.
+def plan_sizes(count: int, batch_size: int, min_batches: int = 1) -> list[int]:
+    """Batch sizes for ``count`` molecules: at most ``batch_size`` each, at least ``min_batches`` batches (so a
+    small campaign still keeps every core busy), as even as possible."""
+    if count <= 0:
+        return []
+    batches = max(-(-count // max(1, batch_size)), min(min_batches, count))
+    return [count // batches + (1 if i < count % batches else 0) for i in range(batches)]
 
-    ``QueryBuilder.all()`` converts every projected value through the ORM layer (a few microseconds each); for
-    the hundreds of thousands of values of a large campaign that is most of the time, so the statement the
-    QueryBuilder built is run on the storage session directly. JSON and dates still come back decoded.
-    Falls back to ``iterall`` when the storage backend has no SQLAlchemy session.
+
+def add_molecules(group: orm.Group, molecules: list[Molecule], *, batch_size: int, min_batches: int = 1,
+                  update: bool = False) -> list[orm.Dict]:
+    """Store records of the new molecules (and, with ``update``, of the changed ones); return the new records.
+
+    A molecule already in the campaign with the same row is kept as it is; a changed one raises
+    :class:`CampaignError` naming every changed row and field, unless ``update``.
     """
-    impl = query._impl
-    try:
-        session = impl.get_session()
-        with impl.query_session(query.as_dict()) as built:
-            return [tuple(row) for row in session.execute(built.query.statement)]
-    except AttributeError:
-        return [tuple(row) for row in query.iterall()]
+    existing, _ = record_rows(group)
+    changes = row_changes(existing, molecules)
+    if changes and not update:
+        listed = '; '.join(f'row {_row_of(molecules, mol_id)} (mol_id {mol_id}): {", ".join(fields)}'
+                           for mol_id, fields in changes.items())
+        raise CampaignError(f'{len(changes)} molecule(s) differ from what campaign `{group.label}` holds: {listed}. '
+                            'Use --update to run the new rows (the old results stay in the graph, superseded)')
+    todo = [m for m in molecules if m.mol_id not in existing or m.mol_id in changes]
+    superseded: dict[int, list[str]] = {}
+    for mol_id in changes:
+        superseded.setdefault(existing[mol_id][1], []).append(mol_id)
+    records, start, stamp = [], 0, now()
+    for size in plan_sizes(len(todo), batch_size, min_batches):
+        rows = {batch_key(i): {**m.model_dump(), 'timestamp_added': stamp} for i, m in enumerate(todo[start:start + size])}
+        start += size
+        record = orm.Dict(rows)
+        record.label = f'{group.label} records'
+        record.base.extras.set_many({RECORDS_EXTRA: True, 'campaign': group.label})
+        records.append(record.store())
+    if records:
+        group.add_nodes(records)
+    for pk, mol_ids in superseded.items():
+        old = orm.load_node(pk)
+        old.base.extras.set('superseded', sorted({*old.base.extras.get('superseded', []), *mol_ids}))
+    return records
 
 
-def records(group: orm.Group) -> dict[str, dict]:
-    """``{mol_id: row attributes}`` of the campaign's molecule records, in insertion order."""
-    query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    # whole JSON columns, picked apart here: SQLite re-parses a JSON column for every key extracted or filtered on,
-    # which at 100 000 molecules costs several times more than one decoding per row
-    query.append(orm.Dict, with_group='group', project=['id', 'extras', 'attributes'])
-    rows = sorted(query_rows(query), key=lambda row: row[0])
-    return {extras['mol_id']: {**attributes, 'timestamp_added': extras.get('timestamp_added')}
-            for _, extras, attributes in rows if extras.get(RECORD_EXTRA) is True}
+def _row_of(molecules: list[Molecule], mol_id: str):
+    return next((m.row for m in molecules if m.mol_id == mol_id), '?')
 
 
-def runs(group: orm.Group) -> dict[str, list[dict]]:
-    """``{mol_id: [run, ...]}`` oldest first; a run has pk, state, exit_status, exit_message, rerun, stage."""
-    from ..workchains.pipeline import ConformerToDftWorkChain
-
-    query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(ConformerToDftWorkChain, with_group='group',
-                 project=['id', 'extras', 'attributes', 'ctime', 'mtime', 'uuid'])  # whole JSON: see records()
-    result: dict[str, list[dict]] = {}
-    for pk, extras, attributes, ctime, mtime, uuid in sorted(query_rows(query), key=lambda row: row[0]):
-        mol_id = extras.get('mol_id')
-        if mol_id is None:  # submitted a moment ago, extras not yet written
-            continue
-        result.setdefault(mol_id, []).append({
-            'pk': pk, 'uuid': uuid, 'state': attributes.get('process_state'), 'exit_status': attributes.get('exit_status'),
-            'exit_message': attributes.get('exit_message'), 'rerun': extras.get('rerun') or 0,
-            'stage': extras.get('stage') or 'selected', 'ctime': ctime, 'mtime': mtime})
-    return result
-
-
-def status_of(molecule_runs: list[dict], max_reruns: int) -> str:
-    """The seed's status word for a molecule, from its runs (oldest first)."""
-    if not molecule_runs:
-        return 'Pending'
-    last = molecule_runs[-1]
-    if last['state'] in ACTIVE_STATES or last['state'] is None:
-        return 'Running'
-    if last['state'] == 'finished' and last['exit_status'] == 0:
-        return 'OK'
-    return 'Rerun' if len(molecule_runs) - 1 < max_reruns else 'Skip'
-
-
-def schedule(group: orm.Group) -> list[str]:
-    """mol_ids to run next: failed ones with reruns left first, then the ones never run (CSV order)."""
+def rerun_batches(group: orm.Group, molecules: dict[str, CampaignMolecule]) -> tuple[list[orm.Dict], dict]:
+    """The batches that run what is left: whole records never run, and the failed molecules with reruns left (and
+    pending ones of partly run records) in new batches. Returns them and ``{mol_id: runs so far}``."""
     settings = settings_of(group)
-    all_runs = runs(group)
-    failed, pending = [], []
-    for mol_id in records(group):
-        status = status_of(all_runs.get(mol_id, []), settings['max_reruns'])
-        if status == 'Rerun':
-            failed.append(mol_id)
-        elif status == 'Pending':
-            pending.append(mol_id)
-    return failed + pending
+    by_record: dict[int, list[CampaignMolecule]] = {}
+    for molecule in molecules.values():
+        by_record.setdefault(molecule.record_pk, []).append(molecule)
+    batches, rows, attempts = [], [], {}
+    for record_pk, members in by_record.items():
+        statuses = [m.status(settings['max_reruns']) for m in members]
+        record = orm.load_node(record_pk)
+        if all(status == 'Pending' for status in statuses) and len(members) == len(record.get_dict()):
+            batches.append(record)
+            continue
+        for molecule, status in zip(members, statuses):
+            if status in ('Pending', 'Rerun'):
+                rows.append({**molecule.row, 'record': record_pk})
+                attempts[molecule.mol_id] = len(molecule.runs)
+    sizes = plan_sizes(len(rows), settings['batch_size'])
+    start = 0
+    for size in sizes:
+        batches.append(orm.Dict({batch_key(i): row for i, row in enumerate(rows[start:start + size])}).store())
+        start += size
+    return batches, attempts
 
 
-def count_active(group: orm.Group) -> int:
-    from ..workchains.pipeline import ConformerToDftWorkChain
-
-    query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(ConformerToDftWorkChain, with_group='group',
-                 filters={'attributes.process_state': {'in': list(ACTIVE_STATES)}})
-    return query.count()
-
-
-def submit_molecules(group: orm.Group, mol_ids: list[str], *, max_active: int | None = None, wait: bool = False,
-                     poll_seconds: float = 0.5, echo: Callable[[str], None] = print) -> list[int]:
-    """Submit the pipeline for ``mol_ids`` to the daemon, never more than ``max_active`` at once.
-
-    ``max_active`` ``None``: :func:`~aiida_grimperium.campaign.builders.default_max_active` of the campaign's
-    codes (a low one with ``wait=True``, which feeds the daemon as molecules finish). With ``wait=False``
-    submission stops when the limit is reached (the rest stay ``Pending`` for the next ``campaign submit`` /
-    ``rerun``); with ``wait=True`` it waits for slots to free up, looking every ``poll_seconds`` (a count query:
-    cheap, and with the write-ahead log it never blocks the daemon). The settings' input nodes are shared by all
-    the molecules (:class:`~aiida_grimperium.campaign.builders.SharedInputs`).
-    """
+def start_controller(group: orm.Group, batches: list[orm.Dict], *, max_active: int, attempts: dict | None = None):
+    """Submit a :class:`~aiida_grimperium.workchains.campaign.CampaignWorkChain` for ``batches`` (the daemon must
+    be running: its broker takes the process) and put it in the campaign."""
     from aiida.engine import submit
 
-    from .builders import SharedInputs, default_max_active, load_codes, pipeline_builder
+    from ..workchains.campaign import CampaignWorkChain
 
     settings = settings_of(group)
-    codes = load_codes(settings)
-    if max_active is None:
-        max_active = default_max_active(codes, feeding=wait)
-    shared = SharedInputs()  # the settings' input nodes, stored once for all these molecules
-    rows = records(group)
-    all_runs = runs(group)
-    submitted = []
-    for mol_id in mol_ids:
-        while count_active(group) >= max_active:
-            if not wait:
-                echo(f'{len(mol_ids) - len(submitted)} molecule(s) left Pending: {max_active} already running')
-                return submitted
-            time.sleep(poll_seconds)
-        builder = pipeline_builder(Molecule.model_validate(rows[mol_id]), settings, codes, shared)
-        rerun = len(all_runs.get(mol_id, []))
-        builder.metadata.label = mol_id
-        node = submit(builder)
-        # no `stage` here: the daemon may already have started the run and set it; missing means 'selected'
-        node.base.extras.set_many({'mol_id': mol_id, 'rerun': rerun, 'campaign': group.label})
-        group.add_nodes(node)
-        submitted.append(node.pk)
-        echo(f'submitted {mol_id:<20} pk={node.pk}' + (f' (rerun {rerun})' if rerun else ''))
-    return submitted
+    inputs = {
+        'batches': {f'b{i + 1:05d}': node for i, node in enumerate(batches)},
+        'settings': orm.Dict(settings),
+        'max_active': orm.Int(max_active),
+        'max_reruns': orm.Int(settings['max_reruns']),
+        'batch_size': orm.Int(settings['batch_size']),
+        'metadata': {'label': group.label},
+    }
+    if attempts:
+        inputs['attempts'] = orm.Dict(attempts)
+    node = submit(CampaignWorkChain, **inputs)
+    group.add_nodes(node)
+    return node
+
+
+__all__ = ['CampaignError', 'DEFAULT_SETTINGS', 'active_controllers', 'add_molecules', 'load_campaign',
+           'open_campaign', 'read_molecules', 'rerun_batches', 'settings_of', 'start_controller']

@@ -1,6 +1,11 @@
-"""``grimperium validate | campaign submit/run/status/rerun | export | report``: CSV campaigns on the daemon."""
+"""``grimperium validate | campaign submit/run/status/rerun/list | export | report``: CSV campaigns on the daemon.
+
+Exit status of every command: 0 done; 1 refused (bad input, a campaign that does not exist, an error named in
+the message); 2 wrong usage (click's); 3 (``campaign run``) finished, but some molecules ended Failed or Skip.
+"""
 from __future__ import annotations
 
+import functools
 import pathlib
 import sys
 import time
@@ -9,9 +14,8 @@ import click
 
 from . import cmd_root, load_profile
 
-STAGE_LABELS = ('selected', 'pre-optimisation', 'conformer search', 'MOPAC', 'done')
-#: ``stage`` extra of a run → how many of the five stages it has reached.
-STAGE_REACHED = {'selected': 1, 'preoptimization': 2, 'conformer_search': 3, 'mopac': 4, 'dft': 4, 'done': 5}
+#: ``campaign run`` exit status when molecules ended Skip or Rerun (failed).
+EXIT_MOLECULES_FAILED = 3
 
 
 class Walltime(click.ParamType):
@@ -68,8 +72,7 @@ def strictness_option(function):
 
 max_active_option = click.option(
     '--max-active', type=click.IntRange(1), default=None,
-    help='Throttle: at most this many molecules running at once. Default: 20; for `campaign run` with every job '
-         'on this machine (core.direct), 8 per core.')
+    help='Batches running at once. Default: one per core when every job runs on this machine, else 50.')
 
 
 def campaign_options(function):
@@ -77,38 +80,65 @@ def campaign_options(function):
         click.option('--group', 'group_name', required=True, help='Name of the campaign (an AiiDA group).'),
         click.option('--engine', type=click.Choice(['rdkit-xtb', 'crest']), default='rdkit-xtb', show_default=True),
         click.option('--top-n', type=click.IntRange(1), default=3, show_default=True,
-                     help='Conformers computed with MOPAC (in one job).'),
+                     help='Conformers per molecule computed with MOPAC.'),
         click.option('--num-conformers', type=click.IntRange(1), default=10, show_default=True,
                      help='RDKit conformers embedded per molecule (rdkit-xtb engine).'),
         click.option('--dft', type=click.Choice(['pw', 'vasp', 'crystal']), default=None,
                      help='Run DFT on the PM7-lowest conformer with this code.'),
         click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True),
         click.option('--max-reruns', type=click.IntRange(0), default=3, show_default=True),
+        click.option('--batch-size', type=click.IntRange(1), default=50, show_default=True,
+                     help='Molecules per batch: one xtb job and one MOPAC job each.'),
         max_active_option,
         click.option('--code', 'code_labels', multiple=True, metavar='NAME=LABEL',
                      help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
+        click.option('--update', is_flag=True,
+                     help='Apply changed rows and options to an existing campaign (old results stay, superseded).'),
         scheduler_options,
         strictness_option,
-        click.option('--dry-run', is_flag=True, help='Validate and show what would be submitted; submit nothing.'),
+        click.option('--dry-run', is_flag=True, help='Validate, check the codes and show what would run; store nothing.'),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
+def user_errors(function):
+    """Turn the package's refusals and OS errors into one-line messages with exit status 1 (no traceback)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from ..campaign.store import CampaignError
+
+        try:
+            return function(*args, **kwargs)
+        except CampaignError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(f'{exc.filename or ""}: {exc.strerror or exc}'.lstrip(': ')) from None
+    return wrapper
+
+
 def validate_or_exit(csv_path: pathlib.Path, strict: bool):
-    """Validate the CSV; print every error; exit 1 in strict mode when there are errors."""
-    from ..campaign.molecules import read_csv
+    """Validate the CSV; print every error; exit 1 in strict mode when there are errors. The log file next to
+    the CSV is rewritten every time (when the CSV's folder is writable)."""
+    from ..campaign import molecules
 
     try:
-        validation = read_csv(csv_path)
+        validation = molecules.read_csv(csv_path)
     except ValueError as exc:
         raise click.ClickException(str(exc))
+    log = pathlib.Path(str(csv_path) + '.validation.log')
+    try:
+        if hasattr(molecules, 'write_validation_log'):
+            molecules.write_validation_log(validation, log)
+        else:
+            log.write_text(validation.report() + '\n', encoding='utf-8')
+    except OSError:
+        log = None  # a pipe or a read-only folder: the errors are printed below all the same
     if validation.errors:
-        log = pathlib.Path(str(csv_path) + '.validation.log')
-        log.write_text(validation.report() + '\n', encoding='utf-8')
         click.echo(validation.report(), err=True)
-        click.echo(f'(errors also written to {log})', err=True)
+        if log is not None:
+            click.echo(f'(also written to {log})', err=True)
         if strict:
             click.echo(f'strict mode: nothing submitted; fix the {len(validation.bad_rows)} row(s) or use --permissive',
                        err=True)
@@ -116,6 +146,8 @@ def validate_or_exit(csv_path: pathlib.Path, strict: bool):
         click.echo(f'permissive mode: skipping {len(validation.bad_rows)} bad row(s)', err=True)
     else:
         click.echo(f'{csv_path}: {validation.rows_read} rows, all valid')
+    if not validation.molecules:
+        raise click.ClickException(f'{csv_path}: no molecule to run')
     return validation
 
 
@@ -123,17 +155,17 @@ def validate_or_exit(csv_path: pathlib.Path, strict: bool):
 @click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @strictness_option
 def cmd_validate(csv_path, strict):
-    """Validate a campaign CSV (every error with its row and field)."""
+    """Validate a campaign CSV (every error with its row, mol_id and field)."""
     validate_or_exit(csv_path, strict)
 
 
 @cmd_root.group('campaign')
 def cmd_campaign():
-    """Run CSV campaigns: one ConformerToDftWorkChain per molecule, one group per campaign."""
+    """Run CSV campaigns: batches of molecules (one xtb and one MOPAC job each), one group per campaign."""
 
 
-def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_labels, computer=None, queue=None,
-              account=None, walltime=None, cores=None, memory_mb=None) -> dict:
+def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, batch_size, code_labels, computer=None,
+              queue=None, account=None, walltime=None, cores=None, memory_mb=None) -> dict:
     from ..campaign.store import DEFAULT_SETTINGS
 
     codes = dict(DEFAULT_SETTINGS['codes'])
@@ -146,45 +178,94 @@ def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, code_lab
         codes[name] = label
     scheduler = {'queue': queue, 'account': account, 'walltime': walltime, 'cores': cores, 'memory_mb': memory_mb}
     return {'engine': engine, 'top_n': top_n, 'num_conformers': num_conformers, 'dft': dft, 'protocol': protocol,
-            'max_reruns': max_reruns, 'codes': codes, 'scheduler': scheduler}
+            'max_reruns': max_reruns, 'batch_size': batch_size, 'codes': codes, 'scheduler': scheduler}
 
 
-def _prepare(ctx, validation, group_name, dry_run, **settings_args):
-    if dry_run:
-        click.echo(f'dry run: would submit {len(validation.molecules)} molecule(s) to campaign `{group_name}` with '
-                   f'{_settings(**settings_args)}')
-        return None
-    from ..storage import enable_wal
-
-    enable_wal(load_profile(ctx))  # idempotent; a campaign commits hundreds of times per molecule
+def _check_codes(settings: dict) -> dict:
+    """The codes the settings need, each running the plugin of its step; a clear error otherwise."""
     from ..campaign.builders import load_codes
-    from ..campaign.store import add_molecules, get_campaign, schedule
 
-    settings = _settings(**settings_args)
     try:
-        load_codes(settings)
+        codes = load_codes(settings)
     except ValueError as exc:
         raise click.ClickException(str(exc))
-    group = get_campaign(group_name, settings)
-    added = add_molecules(group, validation.molecules)
-    click.echo(f'campaign `{group.label}`: {len(added)} new molecule(s) added')
-    return group, schedule(group)
+    for name, code in codes.items():
+        if code.default_calc_job_plugin != f'grimperium.{name}':
+            raise click.ClickException(f'code `{code.full_label}` runs `{code.default_calc_job_plugin}`, not '
+                                       f'`grimperium.{name}`: pass --code {name}=LABEL of a {name} code')
+    return codes
+
+
+def _prepare(ctx, validation, group_name, dry_run, update, max_active, **settings_args):
+    """Store the campaign's new molecules; return the group, the records added and the batches' concurrency."""
+    from ..storage import enable_wal
+
+    profile = load_profile(ctx)
+    settings = _settings(**settings_args)
+    codes = _check_codes(settings)
+    from ..campaign.builders import default_max_active
+    from ..campaign.store import add_molecules, open_campaign, plan_sizes
+
+    max_active = max_active or default_max_active(codes)
+    min_batches = max_active if all(c.computer.scheduler_type == 'core.direct' for c in codes.values()) else 1
+    if dry_run:
+        sizes = plan_sizes(len(validation.molecules), settings['batch_size'], min_batches)
+        click.echo(f'dry run: {len(validation.molecules)} molecule(s) in {len(sizes)} batch(es) of at most '
+                   f'{max(sizes)} for campaign `{group_name}`, codes {", ".join(c.full_label for c in codes.values())}; '
+                   'nothing stored')
+        return None
+    enable_wal(profile)  # idempotent; readers (status, export) never block the daemon's writes
+    group, created = open_campaign(group_name, settings, update=update)
+    records = add_molecules(group, validation.molecules, batch_size=settings['batch_size'], min_batches=min_batches,
+                            update=update)
+    added = sum(len(record.get_dict()) for record in records)
+    click.echo(f'campaign `{group.label}`: {added} molecule(s) stored in {len(records)} batch(es)'
+               + ('' if created else ' (the others were there already)'))
+    return group, max_active
+
+
+def _daemon_running() -> bool:
+    from aiida.engine.daemon.client import get_daemon_client
+
+    return get_daemon_client().is_daemon_running
+
+
+def _start(group, max_active: int) -> int | None:
+    """Start a controller for what is left of the campaign; its pk, or ``None`` when nothing is left."""
+    from ..campaign.store import read_molecules, rerun_batches, start_controller
+
+    batches, attempts = rerun_batches(group, read_molecules(group))
+    if not batches:
+        return None
+    node = start_controller(group, batches, max_active=max_active, attempts=attempts)
+    click.echo(f'campaign `{group.label}`: CampaignWorkChain<{node.pk}> runs {len(batches)} batch(es), '
+               f'at most {max_active} at once')
+    return node.pk
 
 
 @cmd_campaign.command('submit')
 @click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @campaign_options
 @click.pass_context
-def cmd_submit(ctx, csv_path, group_name, strict, dry_run, max_active, **settings_args):
-    """Validate CSV_PATH and submit its molecules to the daemon (throttled); returns at once."""
-    prepared = _prepare(ctx, validate_or_exit(csv_path, strict), group_name, dry_run, **settings_args)
+@user_errors
+def cmd_submit(ctx, csv_path, group_name, strict, dry_run, update, max_active, **settings_args):
+    """Validate CSV_PATH, store its molecules and hand the campaign to the daemon; returns at once."""
+    prepared = _prepare(ctx, validate_or_exit(csv_path, strict), group_name, dry_run, update, max_active, **settings_args)
     if prepared is None:
         return
-    from ..campaign.store import submit_molecules
+    group, max_active = prepared
+    if not _daemon_running():
+        click.echo(f'the daemon is not running: the campaign is stored. Start it with `verdi daemon start`, then '
+                   f'`grimperium campaign rerun {group.label}`')
+        return
+    from ..campaign.readers import active_controllers
 
-    group, todo = prepared
-    submit_molecules(group, todo, max_active=max_active, wait=False, echo=click.echo)
-    _ensure_daemon_hint()
+    if active_controllers(group) and not update:
+        click.echo(f'campaign `{group.label}` is already running; the new molecules run with `campaign rerun` '
+                   'when it ends')
+        return
+    if _start(group, max_active) is None:
+        click.echo(f'campaign `{group.label}`: nothing left to run')
 
 
 @cmd_campaign.command('run')
@@ -192,182 +273,180 @@ def cmd_submit(ctx, csv_path, group_name, strict, dry_run, max_active, **setting
 @campaign_options
 @click.option('--workers', type=click.IntRange(1), default=None, help='Daemon workers to start if it is not running.')
 @click.pass_context
-def cmd_run(ctx, csv_path, group_name, strict, dry_run, max_active, workers, **settings_args):
-    """Like `submit`, but start the daemon if needed and wait with live progress until every molecule has finished."""
+@user_errors
+def cmd_run(ctx, csv_path, group_name, strict, dry_run, update, max_active, workers, **settings_args):
+    """Like `submit`, but start the daemon if needed and wait with live progress until the campaign has ended.
+    Exit status 3 when some molecules failed (Rerun or Skip)."""
     validation = validate_or_exit(csv_path, strict)
-    daemon = None if dry_run else _start_daemon_in_background(ctx, workers)  # it boots while the nodes are stored
-    prepared = _prepare(ctx, validation, group_name, dry_run, **settings_args)
+    prepared = _prepare(ctx, validation, group_name, dry_run, update, max_active, **settings_args)
     if prepared is None:
         return
-    from ..campaign.store import submit_molecules
+    group, max_active = prepared
+    _ensure_daemon(workers)
+    from ..campaign.readers import active_controllers
 
-    group, todo = prepared
-    _await_daemon(daemon, workers)
-    submit_molecules(group, todo, max_active=max_active, wait=True, echo=click.echo)
-    _watch(group, until_done=True)
+    if not active_controllers(group):
+        _start(group, max_active)
+    _finish(group, _watch(group, until_done=True))
+
+
+def _finish(group, counts: dict) -> None:
+    failed = counts.get('Skip', 0) + counts.get('Rerun', 0)
+    if failed:
+        click.echo(f'campaign `{group.label}`: {failed} molecule(s) failed (`grimperium export` has their '
+                   'error_message)', err=True)
+        sys.exit(EXIT_MOLECULES_FAILED)
 
 
 @cmd_campaign.command('rerun')
 @click.argument('name')
 @max_active_option
 @click.pass_context
+@user_errors
 def cmd_rerun(ctx, name, max_active):
-    """Rerun failed molecules with reruns left (first), then the ones not yet run."""
+    """Run what is left of campaign NAME: molecules never run, and failed ones with reruns left."""
     load_profile(ctx)
-    from ..campaign.store import get_campaign, schedule, submit_molecules
+    from ..campaign.builders import default_max_active, load_codes
+    from ..campaign.readers import active_controllers
+    from ..campaign.store import load_campaign, settings_of
 
-    group = get_campaign(name)
-    todo = schedule(group)
-    if not todo:
+    group = load_campaign(name)
+    if not _daemon_running():
+        raise click.ClickException('the daemon is not running: start it with `verdi daemon start`, then run this again')
+    if active_controllers(group):
+        raise click.ClickException(f'campaign `{name}` is still running (`grimperium campaign status {name}`)')
+    max_active = max_active or default_max_active(load_codes(settings_of(group)))
+    if _start(group, max_active) is None:
         click.echo(f'campaign `{name}`: nothing to rerun')
-        return
-    submit_molecules(group, todo, max_active=max_active, wait=False, echo=click.echo)
-    _ensure_daemon_hint()
 
 
 @cmd_campaign.command('status')
 @click.argument('name')
-@click.option('--watch', is_flag=True, help='Refresh until every molecule has finished.')
+@click.option('--watch', is_flag=True, help='Refresh until the campaign has ended.')
 @click.pass_context
+@user_errors
 def cmd_status(ctx, name, watch):
-    """Counts per status and a progress bar per stage (selected → pre-optimisation → conformer search → MOPAC → done)."""
+    """Counts per status and a progress bar per stage, counting only the molecules whose stage succeeded."""
     load_profile(ctx)
-    from ..campaign.store import get_campaign
+    from ..campaign.store import load_campaign
 
-    _watch(get_campaign(name), until_done=watch)
+    _watch(load_campaign(name), until_done=watch)
 
 
-def progress(group) -> tuple[dict, list[int], int]:
-    """Status counts, molecules that reached each stage, and the number of molecules."""
-    from ..campaign.store import records, runs, settings_of, status_of
+@cmd_campaign.command('list')
+@click.pass_context
+def cmd_list(ctx):
+    """The campaigns of the profile."""
+    load_profile(ctx)
+    from ..campaign.store import campaigns
 
-    max_reruns = settings_of(group)['max_reruns']
-    all_runs = runs(group)
+    for name in campaigns():
+        click.echo(name)
+
+
+STAGES = (('conformer search', 'conformer_search_status', ('SUCCESS',)), ('MOPAC', 'mopac_status', ('OK',)),
+          ('DFT', 'dft_status', ('OK',)))
+
+
+def progress(group) -> tuple[dict, list[tuple[str, int]], int]:
+    """Status counts, ``(stage, molecules whose stage succeeded)`` and the number of molecules."""
+    from ..campaign.readers import read_molecules
+    from ..campaign.store import settings_of
+
+    settings = settings_of(group)
+    molecules = read_molecules(group)
     counts: dict[str, int] = {}
-    reached = [0] * len(STAGE_LABELS)
-    mol_ids = list(records(group))
-    for mol_id in mol_ids:
-        molecule_runs = all_runs.get(mol_id, [])
-        status = status_of(molecule_runs, max_reruns)
+    done = {label: 0 for label, _, _ in STAGES}
+    for molecule in molecules.values():
+        status = molecule.status(settings['max_reruns'])
         counts[status] = counts.get(status, 0) + 1
-        level = 0
-        if molecule_runs:
-            last = molecule_runs[-1]
-            level = 5 if last['state'] in ('finished', 'excepted', 'killed') else STAGE_REACHED.get(last['stage'], 1)
-        for k in range(level):
-            reached[k] += 1
-    return counts, reached, len(mol_ids)
+        summary = (molecule.runs[-1].summary if molecule.runs else None) or {}
+        for label, key, good in STAGES:
+            done[label] += summary.get(key) in good
+    stages = [(label, done[label]) for label, _, _ in STAGES if label != 'DFT' or settings.get('dft')]
+    return counts, stages + [('done (OK)', counts.get('OK', 0))], len(molecules)
 
 
-def render_progress(name: str, counts: dict, reached: list[int], total: int, width: int = 30) -> str:
-    lines = [f'campaign `{name}`: {total} molecules  ' + '  '.join(f'{k}={v}' for k, v in sorted(counts.items()))]
-    for label, count in zip(STAGE_LABELS, reached):
+def render_progress(name: str, counts: dict, stages: list, total: int, width: int = 30) -> str:
+    order = ('OK', 'Running', 'Pending', 'Rerun', 'Skip')
+    lines = [f'campaign `{name}`: {total} molecules  ' + '  '.join(f'{k}={counts[k]}' for k in order if counts.get(k))]
+    for label, count in stages:
         filled = int(round(width * count / total)) if total else 0
         lines.append(f'  {label:<17} [{"#" * filled}{"." * (width - filled)}] {count}/{total}')
+    failed = counts.get('Rerun', 0) + counts.get('Skip', 0)
+    if failed:
+        lines.append(f'  failed: {failed} (Rerun {counts.get("Rerun", 0)}, Skip {counts.get("Skip", 0)})')
     return '\n'.join(lines)
 
 
-def _watch(group, until_done: bool, interval: float = 0.5, refresh: float = 2.0) -> None:
-    """Print the progress when it changes, looking every ``refresh`` s (less often when a look itself is slow);
-    with ``until_done``, see the end within ``interval`` s (a count of the running molecules: a cheap query)."""
-    from ..campaign.store import count_active
+def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
+    """Print the progress when it changes; with ``until_done`` until no controller of the campaign runs.
+    Returns the last status counts."""
+    from ..campaign.readers import active_controllers
 
-    last_text, next_look = None, 0.0
+    last_text = None
     while True:
-        start = time.perf_counter()
-        if start >= next_look or (until_done and count_active(group) == 0):
-            counts, reached, total = progress(group)
-            # a huge campaign: never more than a third of the time looking
-            next_look = time.perf_counter() + max(refresh, 2 * (time.perf_counter() - start))
-            text = render_progress(group.label, counts, reached, total)
-            if text != last_text:
-                click.echo(text)
-                last_text = text
-            unfinished = counts.get('Running', 0) + counts.get('Pending', 0)
-            if not until_done or unfinished == 0:
-                return
-        time.sleep(interval)
+        running = bool(active_controllers(group))
+        counts, stages, total = progress(group)
+        text = render_progress(group.label, counts, stages, total)
+        if text != last_text:
+            click.echo(text)
+            last_text = text
+        if not until_done or not running:
+            return counts
+        time.sleep(refresh)
 
 
-def _start_daemon_in_background(ctx, workers: int | None):
-    """Start the daemon in a thread of this command unless it runs; return the thread (or ``None``).
-
-    Starting the daemon takes seconds (circus, the broker and the workers each import AiiDA), which then overlap
-    with this command's own start (reading the CSV, storing the campaign's nodes). The thread only waits on
-    those processes; running ``verdi daemon start`` instead would import AiiDA once more.
-    """
-    import threading
-
+def _ensure_daemon(workers: int | None) -> None:
     from aiida.engine.daemon.client import get_daemon_client
-    from aiida.manage.configuration import get_config
 
-    profile = load_profile(ctx)
-    if pathlib.Path(get_config().filepaths(profile)['circus']['pid']).exists():
-        return None  # running (or a stale file, which `_await_daemon` sees to)
+    client = get_daemon_client()
+    if client.is_daemon_running:
+        return
     click.echo(f'starting the daemon ({workers or 1} worker(s))')
-    client = get_daemon_client()
-
-    def start():
-        try:
-            client.start_daemon(number_workers=workers or 1)
-        except Exception as exc:  # noqa: BLE001 - `_await_daemon` reports it if the daemon is not running then
-            thread.error = exc
-
-    thread = threading.Thread(target=start, name='grimperium-daemon-start', daemon=True)
-    thread.error = None
-    thread.start()
-    return thread
-
-
-def _await_daemon(starting, workers: int | None) -> None:
-    """Wait for the daemon started by :func:`_start_daemon_in_background`; start it here if it still is not running."""
-    from aiida.engine.daemon.client import get_daemon_client
-
-    if starting is not None:
-        starting.join()
-    client = get_daemon_client()
-    if not client.is_daemon_running:
-        try:
-            client.start_daemon(number_workers=workers or 1)
-        except Exception as exc:  # noqa: BLE001 - say what went wrong the first time too, then AiiDA's own error
-            first = f'\n(first attempt: {starting.error})' if starting is not None and starting.error else ''
-            raise click.ClickException(f'the daemon did not start: {exc}{first}')
-
-
-def _ensure_daemon_hint() -> None:
-    from aiida.engine.daemon.client import get_daemon_client
-
-    if not get_daemon_client().is_daemon_running:
-        click.echo('note: the daemon is not running; start it with `verdi daemon start` (or use `campaign run`)')
+    try:
+        client.start_daemon(number_workers=workers or 1)
+    except Exception as exc:  # noqa: BLE001 - AiiDA's own reason, in one line
+        raise click.ClickException(f'the daemon did not start: {exc}')
 
 
 @cmd_root.command('export')
 @click.argument('name')
 @click.option('-o', '--output', 'output', required=True, type=click.Path(dir_okay=False, path_type=pathlib.Path))
 @click.option('--format', 'fmt', type=click.Choice(['csv', 'json']), default='csv', show_default=True)
+@click.option('--structures', 'structures', type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help='Also write each molecule\'s ensemble (XYZ with energies) and lowest structure (SDF) here.')
 @click.pass_context
-def cmd_export(ctx, name, output, fmt):
+@user_errors
+def cmd_export(ctx, name, output, fmt, structures):
     """Write one row per molecule of campaign NAME (the seed's columns, then new ones), atomically."""
-    profile = load_profile(ctx)
-    # export_named reads a core.sqlite_dos campaign without importing the ORM or pandas (start-up time)
-    from ..campaign.export import export_named
+    load_profile(ctx)
+    from ..campaign.export import export_campaign
+    from ..campaign.store import load_campaign
 
-    count = export_named(name, output, fmt, profile=profile)
+    group = load_campaign(name)
+    count = export_campaign(group, output, fmt)
     click.echo(f'wrote {count} molecule(s) to {output}')
+    if structures is not None:
+        from ..campaign.structures import write_structures
+
+        written = write_structures(group, structures)
+        click.echo(f'wrote the structures of {written} molecule(s) to {structures}')
 
 
 @cmd_root.command('report')
 @click.argument('name')
 @click.option('-o', '--output', 'output', required=True, type=click.Path(file_okay=False, path_type=pathlib.Path))
 @click.pass_context
+@user_errors
 def cmd_report(ctx, name, output):
     """Parity plot (PM7 vs reference), error statistics and an HTML page for campaign NAME."""
     load_profile(ctx)
     from ..campaign.export import campaign_table
     from ..campaign.report import write_report
-    from ..campaign.store import get_campaign
+    from ..campaign.store import load_campaign
 
-    stats = write_report(campaign_table(get_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
+    stats = write_report(campaign_table(load_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
     overall = stats['overall']
     click.echo(f'{output}/index.html: n={overall["n"]} MAE={overall["mae"]} RMSE={overall["rmse"]} '
                f'max={overall["max_error"]} kcal/mol')

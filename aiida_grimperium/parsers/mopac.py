@@ -51,21 +51,25 @@ class MopacParser(GrimperiumParser):
             verdict = {'mol_id': molecule['mol_id'], 'status': 'OK' if label is None else 'FAILED'}
             if label is not None:
                 labels.append(label)
-                code = self.exit_for(label)
-                verdict.update(exit_status=code.status, exit_label=label,
-                               error_message=f'{_code_message(result) or code.message} (exit {code.status})')
+                words = _code_message(result)
+                code = self.exit_for(label, words)
+                verdict.update(exit_status=code.status, exit_label=label, error_message=f'{words or code.message} '
+                               f'(exit {code.status})')
             if result.get('jobs'):
                 summary = {**self.summary(result), 'mol_id': molecule['mol_id'], **verdict}
                 self.out(f'results.{key}', self.dict_node(summary))
                 if label is None:
                     best = self.lowest_job(result)
                     if best is not None:
-                        self.out(f'structures.{key}', molecule_structure(best['symbols'], best['positions']))
+                        structure = molecule_structure(best['symbols'], best['positions'])
+                        structure.base.attributes.set('mol_id', molecule['mol_id'])
+                        self.out(f'structures.{key}', structure)
             verdicts[key] = verdict
         ok = sum(1 for verdict in verdicts.values() if verdict['status'] == 'OK')
         self.out('output_parameters', self.dict_node({'molecules': verdicts, 'num_molecules': len(verdicts),
                                                       'num_succeeded': ok}))
-        return self.exit_for(None if ok or not labels else labels[0])
+        first = next((v for v in verdicts.values() if v['status'] != 'OK'), {})
+        return self.exit_for(None if ok or not labels else labels[0], first.get('error_message'))
 
     @staticmethod
     def lowest_job(result: dict) -> dict | None:
@@ -117,9 +121,9 @@ class MopacParser(GrimperiumParser):
 
 
 def _code_message(result: dict) -> str | None:
-    """MOPAC's own words for a failure (the raw parser's ``exit_message``, else a job's first ``messages``)."""
-    if result.get('exit_message'):
-        return str(result['exit_message'])
+    """MOPAC's own words for a failure (the raw parser's ``exit_detail``, else a job's first ``messages``)."""
+    if result.get('exit_detail'):
+        return str(result['exit_detail'])
     for job in result.get('jobs') or []:
         for message in job.get('messages') or []:
             if message:

@@ -135,7 +135,7 @@ class XtbParser(GrimperiumParser):
                 label = result.get('exit_label') or 'ERROR_OUTPUT_MISSING'
                 labels.append(label)
                 first = runs[0] if runs else {}
-                reason = first.get('fatal_error') or (self.exit_codes[label].message if label in self.exit_codes else label)
+                reason = first.get('exit_detail') or first.get('fatal_error') or (self.exit_codes[label].message if label in self.exit_codes else label)
                 summary.update(status='FAILED', exit_label=label, error_message=f'xtb: {reason}')
                 continue
             geometries = [runs[i]['positions'] if optimise else frames[i] for i in good]

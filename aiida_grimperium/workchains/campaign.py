@@ -1,0 +1,108 @@
+"""``grimperium.campaign``: the controller that runs a campaign's batches, at most ``max_active`` at a time.
+
+The daemon runs it like any workchain, so ``campaign submit`` returns at once and no cron job is needed; it is
+checkpointed after each step, so it goes on after ``verdi daemon stop`` / ``start`` (or a killed worker) from
+where it was. It launches up to ``max_active`` :class:`~.batch.ConformerBatchWorkChain` batches, waits for
+them, and puts the molecules that failed, while they have reruns left, into new batches of their own (``Dict``
+rows that name their record, ``record``). It ends when nothing is left to run.
+
+Batches are launched in waves: AiiDA's public workchain API waits for a set of children, not for the first of
+them. The batches of a wave are the same size and the same work, so they end at about the same time.
+"""
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, while_
+
+from .base import outputs_of
+from .batch import ConformerBatchWorkChain
+
+RECORDS_EXTRA = 'grimperium_records'
+
+
+def batch_key(index: int) -> str:
+    """The key of the ``index``-th molecule of a batch (0-based): ``m0001``..."""
+    return f'm{index + 1:04d}'
+
+
+class CampaignWorkChain(WorkChain):
+    """Run batches of molecules (``batches``) with the campaign's ``settings``, rerunning failures."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace('batches', valid_type=orm.Dict, dynamic=True,
+                             help='The molecules of each batch to run: a record, or rows that name their record.')
+        spec.input('settings', valid_type=orm.Dict, help='The campaign settings (engine, top_n, codes, ...).')
+        spec.input('max_active', valid_type=orm.Int, default=lambda: orm.Int(2), help='Batches running at once.')
+        spec.input('max_reruns', valid_type=orm.Int, default=lambda: orm.Int(3), help='Reruns of a failed molecule.')
+        spec.input('batch_size', valid_type=orm.Int, default=lambda: orm.Int(50), help='Molecules per rerun batch.')
+        spec.input('attempts', valid_type=orm.Dict, required=False,
+                   help='{mol_id: runs so far} of molecules that ran before this controller.')
+        spec.outline(cls.setup, while_(cls.has_work)(cls.launch, cls.inspect), cls.finalize)
+        spec.exit_code(400, 'ERROR_INVALID_SETTINGS', message='{message}')
+        spec.exit_code(410, 'ERROR_SOME_MOLECULES_FAILED', message='{failed} molecule(s) failed after their reruns.')
+
+    def setup(self):
+        from ..campaign.builders import batch_inputs
+
+        try:
+            batch_inputs(self.inputs.settings.get_dict())  # the codes exist: refuse now, not per batch
+        except ValueError as exc:
+            return self.exit_codes.ERROR_INVALID_SETTINGS.format(message=str(exc))
+        self.ctx.queue = [self.inputs.batches[name].pk for name in sorted(self.inputs.batches)]
+        self.ctx.attempts = self.inputs.attempts.get_dict() if 'attempts' in self.inputs else {}
+        self.ctx.failed = {}
+        self.ctx.wave = []
+        self.ctx.launched = 0
+        return None
+
+    def has_work(self):
+        return bool(self.ctx.queue)
+
+    def launch(self):
+        from ..campaign.builders import batch_inputs
+
+        inputs = batch_inputs(self.inputs.settings.get_dict())
+        size = min(self.inputs.max_active.value, len(self.ctx.queue))
+        wave, self.ctx.queue = self.ctx.queue[:size], self.ctx.queue[size:]
+        launched = {}
+        for pk in wave:
+            molecules = orm.load_node(pk)
+            self.ctx.launched += 1
+            label = f'batch_{self.ctx.launched:05d}'
+            launched[label] = self.submit(ConformerBatchWorkChain, **inputs, molecules=molecules,
+                                          metadata={'call_link_label': label, 'label': f'{len(molecules.get_dict())} molecules'})
+        self.ctx.wave = sorted(launched)
+        self.report(f'launched {len(launched)} batch(es); {len(self.ctx.queue)} waiting')
+        return ToContext(**launched)
+
+    def inspect(self):
+        """The molecules of this wave that failed go into new batches while they have reruns left."""
+        again = []
+        for label in self.ctx.wave:
+            node = self.ctx[label]
+            molecules = node.inputs.molecules
+            is_record = molecules.base.extras.get(RECORDS_EXTRA, False)
+            outputs = outputs_of(node)
+            for key, row in molecules.get_dict().items():
+                summary = outputs.get(f'summaries__{key}')
+                if summary is not None and 'error_message' not in summary.get_dict():
+                    continue
+                mol_id = row['mol_id']
+                self.ctx.attempts[mol_id] = self.ctx.attempts.get(mol_id, 0) + 1
+                if self.ctx.attempts[mol_id] <= self.inputs.max_reruns.value:
+                    again.append({**row, 'record': molecules.pk if is_record else row['record']})
+                else:
+                    self.ctx.failed[mol_id] = summary.get('error_message') if summary is not None else 'batch failed'
+        size = max(1, self.inputs.batch_size.value)
+        for start in range(0, len(again), size):
+            rows = {batch_key(i): row for i, row in enumerate(again[start:start + size])}
+            self.ctx.queue.append(orm.Dict(rows).store().pk)
+        if again:
+            self.report(f'{len(again)} failed molecule(s) go into {-(-len(again) // size)} new batch(es)')
+
+    def finalize(self):
+        if self.ctx.failed:
+            return self.exit_codes.ERROR_SOME_MOLECULES_FAILED.format(failed=len(self.ctx.failed))
+        return None
