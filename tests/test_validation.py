@@ -53,7 +53,8 @@ def test_non_finite_reference_is_an_error(tmp_path, value):
     validation = read_csv(path)
     error = only_error(validation, 3)
     assert (error.field, error.mol_id) == ('H298_cbs', 'hot')
-    assert str(error) == f'{path}: row 3 (mol_id hot), field `H298_cbs`: H298_cbs must be a finite number, got `{value}`'
+    assert str(error) == (f'{path}: row 3 (mol_id hot), field `H298_cbs`: '
+                          f'H298_cbs must be a finite number, got `{value}`')
     assert list(kept(validation)) == ['ok']
 
 

@@ -235,10 +235,9 @@ def _validate_rows(result: Validation, rows, strict: bool, fragments: str) -> Va
         chemistry = check_chemistry(molecule.smiles, molecule.charge, molecule.multiplicity, molecule.nheavy,
                                     fragments, molecule.H298_cbs is not None)
         problems = chemistry.errors
-        if molecule.mol_id in mol_ids:
-            problems.append(('mol_id', f'duplicate mol_id `{molecule.mol_id}` (first on row {mol_ids[molecule.mol_id]})'))
-        else:
-            mol_ids[molecule.mol_id] = number
+        before = mol_ids.setdefault(molecule.mol_id, number)
+        if before != number:
+            problems.append(('mol_id', f'duplicate mol_id `{molecule.mol_id}` (first on row {before})'))
         if problems:
             result.errors += [RowError(path, number, name, message, label) for name, message in problems]
             continue
@@ -248,9 +247,10 @@ def _validate_rows(result: Validation, rows, strict: bool, fragments: str) -> Va
             message = (f'same molecule as row {first[0]} (mol_id {first[1]}): `{molecule.smiles}` and `{first[2]}` '
                        f'have the same {chemistry.identity}')
             if strict:
-                result.errors.append(RowError(path, number, 'smiles', message + '; keep one of them', label))
+                result.errors.append(RowError(path, number, 'smiles', f'{message}; keep one of them', label))
             else:
-                result.warnings.append(RowError(path, number, 'smiles', message + f'; skipped, row {first[0]} kept', label))
+                result.warnings.append(RowError(path, number, 'smiles', f'{message}; skipped, row {first[0]} kept',
+                                                label))
                 result.skipped.append(number)
             continue
         identities[chemistry.identity] = (number, molecule.mol_id, molecule.smiles)
