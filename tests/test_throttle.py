@@ -1,23 +1,35 @@
-"""How many molecules a campaign keeps running at once by default (``--max-active``)."""
+"""How many batches a campaign keeps running at once by default (``--max-active``), and their sizes."""
 from __future__ import annotations
 
 import os
 
+import pytest
 from aiida import orm
 
 from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_active
+from aiida_grimperium.campaign.store import plan_sizes
 
 
-def test_local_jobs_two_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):
+def test_local_jobs_one_batch_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):
     local = orm.InstalledCode(label='true-local', computer=aiida_localhost, filepath_executable='/bin/true').store()
     assert aiida_localhost.scheduler_type == 'core.direct'
-    assert default_max_active({"xtb": local, "mopac": local}) == 8 * os.cpu_count()
-    assert default_max_active({'xtb': local, 'mopac': local}, feeding=False) == CLUSTER_MAX_ACTIVE  # `submit` returns
+    assert default_max_active({'xtb': local, 'mopac': local}) == os.cpu_count()
 
     cluster = orm.Computer(label='throttle-cluster', hostname='localhost', transport_type='core.local',
                            scheduler_type='core.slurm', workdir=str(tmp_path)).store()
     remote = orm.InstalledCode(label='true-cluster', computer=cluster, filepath_executable='/bin/true').store()
     assert default_max_active({'xtb': local, 'mopac': remote}) == CLUSTER_MAX_ACTIVE
+
+
+@pytest.mark.parametrize('count, batch_size, min_batches, expected', [
+    (200, 50, 1, [50, 50, 50, 50]),  # a cluster: batches of --batch-size
+    (201, 50, 1, [41, 40, 40, 40, 40]),  # as even as possible, none above the size
+    (6, 50, 2, [3, 3]),  # a small campaign on a 2-core machine: both cores busy
+    (1, 50, 2, [1]),
+    (0, 50, 2, []),
+])
+def test_batch_sizes(count, batch_size, min_batches, expected):
+    assert plan_sizes(count, batch_size, min_batches) == expected
 
 
 def test_molecules_of_a_campaign_share_the_settings_nodes(real_code):

@@ -65,11 +65,6 @@ def scheduler_options(function):
     return function
 
 
-def strictness_option(function):
-    return click.option('--strict/--permissive', default=True, show_default=True,
-                        help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped.')(function)
-
-
 max_active_option = click.option(
     '--max-active', type=click.IntRange(1), default=None,
     help='Batches running at once. Default: one per core when every job runs on this machine, else 50.')
@@ -118,45 +113,63 @@ def user_errors(function):
     return wrapper
 
 
-def validate_or_exit(csv_path: pathlib.Path, strict: bool):
-    """Validate the CSV; print every error; exit 1 in strict mode when there are errors. The log file next to
-    the CSV is rewritten every time (when the CSV's folder is writable)."""
-    from ..campaign import molecules
+def validate_or_exit(csv_path: pathlib.Path, strict: bool, fragments: str = 'refuse'):
+    """Validate the CSV; print every error and warning; exit 1 in strict mode when there are errors. The log file
+    next to the CSV is rewritten every time (when that folder is writable: a pipe has none)."""
+    from ..campaign.molecules import CsvFileError, read_csv, write_validation_log
 
     try:
-        validation = molecules.read_csv(csv_path)
+        validation = read_csv(csv_path, strict=strict, fragments=fragments)
+    except CsvFileError as exc:
+        _write_log(write_validation_log, exc.validation)
+        raise click.ClickException(str(exc))
     except ValueError as exc:
         raise click.ClickException(str(exc))
-    log = pathlib.Path(str(csv_path) + '.validation.log')
-    try:
-        if hasattr(molecules, 'write_validation_log'):
-            molecules.write_validation_log(validation, log)
-        else:
-            log.write_text(validation.report() + '\n', encoding='utf-8')
-    except OSError:
-        log = None  # a pipe or a read-only folder: the errors are printed below all the same
-    if validation.errors:
+    log = _write_log(write_validation_log, validation)
+    if validation.errors or validation.warnings:
         click.echo(validation.report(), err=True)
         if log is not None:
             click.echo(f'(also written to {log})', err=True)
+    if validation.errors:
         if strict:
             click.echo(f'strict mode: nothing submitted; fix the {len(validation.bad_rows)} row(s) or use --permissive',
                        err=True)
             sys.exit(1)
         click.echo(f'permissive mode: skipping {len(validation.bad_rows)} bad row(s)', err=True)
-    else:
+    elif not validation.warnings:
         click.echo(f'{csv_path}: {validation.rows_read} rows, all valid')
     if not validation.molecules:
         raise click.ClickException(f'{csv_path}: no molecule to run')
     return validation
 
 
+def _write_log(write, validation) -> pathlib.Path | None:
+    try:
+        return write(validation)
+    except OSError:
+        return None  # a pipe or a read-only folder: the report is printed all the same
+
+
+def strictness_option(function):
+    options = [
+        click.option('--strict/--permissive', default=True, show_default=True,
+                     help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped '
+                          '(and of the rows that are the same molecule, the first is kept).'),
+        click.option('--fragments', type=click.Choice(['refuse', 'largest']), default='refuse', show_default=True,
+                     help='Salts and mixtures (SMILES with `.`): refuse the row, or keep its largest organic '
+                          'fragment with a warning.'),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cmd_root.command('validate')
 @click.argument('csv_path', type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path))
 @strictness_option
-def cmd_validate(csv_path, strict):
+def cmd_validate(csv_path, strict, fragments):
     """Validate a campaign CSV (every error with its row, mol_id and field)."""
-    validate_or_exit(csv_path, strict)
+    validate_or_exit(csv_path, strict, fragments)
 
 
 @cmd_root.group('campaign')
@@ -248,9 +261,9 @@ def _start(group, max_active: int) -> int | None:
 @campaign_options
 @click.pass_context
 @user_errors
-def cmd_submit(ctx, csv_path, group_name, strict, dry_run, update, max_active, **settings_args):
+def cmd_submit(ctx, csv_path, group_name, strict, fragments, dry_run, update, max_active, **settings_args):
     """Validate CSV_PATH, store its molecules and hand the campaign to the daemon; returns at once."""
-    prepared = _prepare(ctx, validate_or_exit(csv_path, strict), group_name, dry_run, update, max_active, **settings_args)
+    prepared = _prepare(ctx, validate_or_exit(csv_path, strict, fragments), group_name, dry_run, update, max_active, **settings_args)
     if prepared is None:
         return
     group, max_active = prepared
@@ -274,10 +287,10 @@ def cmd_submit(ctx, csv_path, group_name, strict, dry_run, update, max_active, *
 @click.option('--workers', type=click.IntRange(1), default=None, help='Daemon workers to start if it is not running.')
 @click.pass_context
 @user_errors
-def cmd_run(ctx, csv_path, group_name, strict, dry_run, update, max_active, workers, **settings_args):
+def cmd_run(ctx, csv_path, group_name, strict, fragments, dry_run, update, max_active, workers, **settings_args):
     """Like `submit`, but start the daemon if needed and wait with live progress until the campaign has ended.
     Exit status 3 when some molecules failed (Rerun or Skip)."""
-    validation = validate_or_exit(csv_path, strict)
+    validation = validate_or_exit(csv_path, strict, fragments)
     prepared = _prepare(ctx, validation, group_name, dry_run, update, max_active, **settings_args)
     if prepared is None:
         return
