@@ -36,4 +36,4 @@ def load_profile(ctx: click.Context | None = None):
         raise click.ClickException(f'cannot load AiiDA profile {name or "(default)"}: {exc}. Run `grimperium setup` first.')
 
 
-from . import cmd_campaign, cmd_parse, cmd_setup, cmd_slurm  # noqa: E402,F401  (registers the subcommands)
+from . import cmd_campaign, cmd_export, cmd_parse, cmd_setup, cmd_slurm  # noqa: E402,F401  (registers the subcommands)

@@ -5,7 +5,6 @@ the message); 2 wrong usage (click's); 3 (``campaign run``) finished, but some m
 """
 from __future__ import annotations
 
-import functools
 import pathlib
 import sys
 import time
@@ -13,104 +12,10 @@ import time
 import click
 
 from . import cmd_root, load_profile
+from .options import campaign_options, max_active_option, strictness_option, user_errors
 
 #: ``campaign run`` exit status when molecules ended Skip or Rerun (failed).
 EXIT_MOLECULES_FAILED = 3
-
-
-class Walltime(click.ParamType):
-    """A walltime as seconds (``3600``), SLURM's ``[D-]HH:MM:SS`` / ``MM:SS``, or ``90m`` / ``2h`` / ``1d``."""
-
-    name = 'walltime'
-    UNITS = {'s': 1, 'm': 60, 'h': 3600, 'd': 86400}
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().lower()
-        try:
-            if text[-1:] in self.UNITS:
-                seconds = float(text[:-1]) * self.UNITS[text[-1]]
-            elif ':' in text:
-                days, _, clock = text.rpartition('-')
-                parts = [int(p) for p in clock.split(':')]
-                if len(parts) > 3:
-                    raise ValueError
-                seconds = sum(p * 60 ** k for k, p in enumerate(reversed(parts))) + int(days or 0) * 86400
-            else:
-                seconds = float(text)
-        except ValueError:
-            self.fail(f'`{value}` is not a walltime: use seconds, [D-]HH:MM:SS, MM:SS or 90m / 2h / 1d', param, ctx)
-        if seconds <= 0:
-            self.fail(f'the walltime must be positive, not `{value}`', param, ctx)
-        return int(round(seconds))
-
-
-def scheduler_options(function):
-    """Per-campaign scheduler overrides of every job; unset ones come from the codes' protocols."""
-    options = [
-        click.option('--computer', 'computer', default=None,
-                     help='Computer of the codes (e.g. `slurm` from `grimperium setup-slurm`): codes default to '
-                          'NAME@COMPUTER; --code still wins.'),
-        click.option('--queue', default=None, help='Scheduler queue / SLURM partition of every job.'),
-        click.option('--account', default=None, help='Scheduler account (project) charged for every job.'),
-        click.option('--walltime', type=Walltime(), default=None,
-                     help='Walltime of every job: seconds, [D-]HH:MM:SS or 90m/2h (default: the protocol\'s).'),
-        click.option('--cores', type=click.IntRange(1), default=None,
-                     help='Cores (threads) of every job: --cpus-per-task and OMP_NUM_THREADS.'),
-        click.option('--memory', 'memory_mb', type=click.IntRange(1), default=None, help='Memory of every job in MB (--mem).'),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-max_active_option = click.option(
-    '--max-active', type=click.IntRange(1), default=None,
-    help='Batches running at once. Default: one per core when every job runs on this machine, else 50.')
-
-
-def campaign_options(function):
-    options = [
-        click.option('--group', 'group_name', required=True, help='Name of the campaign (an AiiDA group).'),
-        click.option('--engine', type=click.Choice(['rdkit-xtb', 'crest']), default='rdkit-xtb', show_default=True),
-        click.option('--top-n', type=click.IntRange(1), default=3, show_default=True,
-                     help='Conformers per molecule computed with MOPAC.'),
-        click.option('--num-conformers', type=click.IntRange(1), default=10, show_default=True,
-                     help='RDKit conformers embedded per molecule (rdkit-xtb engine).'),
-        click.option('--dft', type=click.Choice(['pw', 'vasp', 'crystal']), default=None,
-                     help='Run DFT on the PM7-lowest conformer with this code.'),
-        click.option('--protocol', type=click.Choice(['fast', 'balanced', 'stringent']), default='fast', show_default=True),
-        click.option('--max-reruns', type=click.IntRange(0), default=3, show_default=True),
-        click.option('--batch-size', type=click.IntRange(1), default=50, show_default=True,
-                     help='Molecules per batch: one xtb job and one MOPAC job each.'),
-        max_active_option,
-        click.option('--code', 'code_labels', multiple=True, metavar='NAME=LABEL',
-                     help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
-        click.option('--update', is_flag=True,
-                     help='Apply changed rows and options to an existing campaign (old results stay, superseded).'),
-        scheduler_options,
-        strictness_option,
-        click.option('--dry-run', is_flag=True, help='Validate, check the codes and show what would run; store nothing.'),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def user_errors(function):
-    """Turn the package's refusals and OS errors into one-line messages with exit status 1 (no traceback)."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        from ..campaign.store import CampaignError
-
-        try:
-            return function(*args, **kwargs)
-        except CampaignError as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(f'{exc.filename or ""}: {exc.strerror or exc}'.lstrip(': ')) from None
-    return wrapper
 
 
 def validate_or_exit(csv_path: pathlib.Path, strict: bool, fragments: str = 'refuse'):
@@ -148,20 +53,6 @@ def _write_log(write, validation) -> pathlib.Path | None:
         return write(validation)
     except OSError:
         return None  # a pipe or a read-only folder: the report is printed all the same
-
-
-def strictness_option(function):
-    options = [
-        click.option('--strict/--permissive', default=True, show_default=True,
-                     help='strict: any bad row refuses the whole file; permissive: bad rows are reported and skipped '
-                          '(and of the rows that are the same molecule, the first is kept).'),
-        click.option('--fragments', type=click.Choice(['refuse', 'largest']), default='refuse', show_default=True,
-                     help='Salts and mixtures (SMILES with `.`): refuse the row, or keep its largest organic '
-                          'fragment with a warning.'),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
 
 
 @cmd_root.command('validate')
@@ -423,43 +314,3 @@ def _ensure_daemon(workers: int | None) -> None:
         raise click.ClickException(f'the daemon did not start: {exc}')
 
 
-@cmd_root.command('export')
-@click.argument('name')
-@click.option('-o', '--output', 'output', required=True, type=click.Path(dir_okay=False, path_type=pathlib.Path))
-@click.option('--format', 'fmt', type=click.Choice(['csv', 'json']), default='csv', show_default=True)
-@click.option('--structures', 'structures', type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help='Also write each molecule\'s ensemble (XYZ with energies) and lowest structure (SDF) here.')
-@click.pass_context
-@user_errors
-def cmd_export(ctx, name, output, fmt, structures):
-    """Write one row per molecule of campaign NAME (the seed's columns, then new ones), atomically."""
-    load_profile(ctx)
-    from ..campaign.export import export_campaign
-    from ..campaign.store import load_campaign
-
-    group = load_campaign(name)
-    count = export_campaign(group, output, fmt)
-    click.echo(f'wrote {count} molecule(s) to {output}')
-    if structures is not None:
-        from ..campaign.structures import write_structures
-
-        written = write_structures(group, structures)
-        click.echo(f'wrote the structures of {written} molecule(s) to {structures}')
-
-
-@cmd_root.command('report')
-@click.argument('name')
-@click.option('-o', '--output', 'output', required=True, type=click.Path(file_okay=False, path_type=pathlib.Path))
-@click.pass_context
-@user_errors
-def cmd_report(ctx, name, output):
-    """Parity plot (PM7 vs reference), error statistics and an HTML page for campaign NAME."""
-    load_profile(ctx)
-    from ..campaign.export import campaign_table
-    from ..campaign.report import write_report
-    from ..campaign.store import load_campaign
-
-    stats = write_report(campaign_table(load_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
-    overall = stats['overall']
-    click.echo(f'{output}/index.html: n={overall["n"]} MAE={overall["mae"]} RMSE={overall["rmse"]} '
-               f'max={overall["max_error"]} kcal/mol')
