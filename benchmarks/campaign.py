@@ -7,9 +7,10 @@
     0.125 Å de-duplication (the package's defaults; its plain-Python helpers, so both sides do the same chemistry)
     → one ``mopac`` input with the 3 lowest conformers, keywords of the MOPAC protocol ``balanced`` that
     ``campaign/builders.py`` uses (PM7, optimisation). MOPAC (OpenMP + OpenBLAS) uses both cores itself.
-(b) ``grimperium campaign run CSV --group ... --workers 2`` on a fresh throw-away profile (own ``AIIDA_PATH``,
-    ``core.sqlite_dos`` + ZeroMQ, codes registered by ``grimperium setup``): the wall time of the command,
-    daemon start to the last molecule finished.
+(b) ``grimperium campaign run CSV --group ... --workers 2 --batch-size N`` on a fresh throw-away profile (own
+    ``AIIDA_PATH``, ``core.sqlite_dos`` + ZeroMQ, codes registered by ``grimperium setup``): the wall time of the
+    command, daemon start to the last molecule finished. The molecules run in batches (one xtb and one MOPAC
+    job per batch; at least one batch per core).
 
 The jobs' own run time is measured inside every job script (the computer's prepend/append text writes the CPU
 time, user + system, of the job's processes — bash ``times`` — next to the outputs): the work the codes did,
@@ -17,7 +18,7 @@ whatever the number of jobs sharing the cores. It also prints the CPU time of Ai
 workers' (read before they stop) and the ``campaign run`` command's; unlike wall time, that changes little when
 other programs load the machine. Last line::
 
-    campaign_ratio=<b / a> overhead_s_per_molecule=<(b - sum(job CPU) / workers) / N> grimperium_s=<b> plain_s=<a>
+    overhead_fraction=<overhead_s_per_molecule / (a / N)> campaign_ratio=<b / a> overhead_s_per_molecule=<(b - sum(job CPU) / workers) / N> grimperium_s=<b> plain_s=<a>
     overhead_by_job_wall_s_per_molecule=<(b - sum(job wall) / workers) / N>
     overhead_after_startup_s_per_molecule=<(b - start-up - sum(job CPU) / workers) / N>
     overhead_daemon_running_s_per_molecule=<(c - sum(job CPU of c) / workers) / N> grimperium_daemon_running_s=<c>
@@ -29,8 +30,12 @@ third leaves out the start-up, from the command's start to its first submission 
 which users usually leave running). (c) measures that case: the same campaign on a fresh profile whose daemon
 was started (``verdi daemon start 2``) before the command; the fourth overhead is its own.
 
+``overhead_fraction`` is the overhead per molecule as a fraction of the plain loop's time per molecule: a ratio
+of two figures from the same run, so it holds on a slow or a fast machine.
+
 Usage: ``python benchmarks/campaign.py`` (20 drug-sized molecules, about 15 min); ``--small`` (20 molecules
-of 1-6 heavy atoms, about 2 min); ``--molecules N`` takes the first N of the list; ``--quick`` is 4 molecules.
+of 1-6 heavy atoms, about 2 min; ``--small --molecules 200`` adds random C/N/O molecules of 2-6 heavy atoms);
+``--molecules N`` takes the first N of the list; ``--quick`` is 4 molecules.
 """
 from __future__ import annotations
 
@@ -46,7 +51,8 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from export import BENCH_AIIDA_PATH, bench_env, bench_profile  # noqa: E402
+from common import BENCH_AIIDA_PATH, bench_env, bench_profile  # noqa: E402
+from ingest import random_smiles  # noqa: E402
 
 #: 12-30 heavy atoms. (Paracetamol, 11 heavy atoms, is below the range: phenacetin, its ethyl ether, stands in.)
 DRUGS = {
@@ -72,6 +78,22 @@ WORKERS = 2
 #: Written into every job script of the benchmark computer: the job's CPU time (bash `times`, children).
 PREPEND = 'GRIMPERIUM_BENCH_T0=$(date +%s.%N)'
 APPEND = 'times > .bench_times; echo "$GRIMPERIUM_BENCH_T0 $(date +%s.%N)" > .bench_wall'
+
+
+def small_molecules(count: int, taken: set, seed: int = 3) -> dict:
+    """``count`` more small molecules (2-6 heavy atoms, distinct canonical SMILES), ``small_NNN``: ``SMILES``."""
+    import random
+
+    from rdkit import Chem
+
+    rng, found = random.Random(seed), {}
+    taken = {Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in taken}
+    while len(found) < count:
+        smiles = Chem.MolToSmiles(Chem.MolFromSmiles(random_smiles(rng, max_size=6)))
+        if smiles not in taken:
+            taken.add(smiles)
+            found[f'small_{len(found):03d}'] = smiles
+    return found
 
 
 def heavy_atoms(smiles: str) -> int:
@@ -142,7 +164,7 @@ def grimperium(*args, check=True, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
-def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int | None,
+def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int | None, batch_size: int,
              warm: bool = False) -> tuple[float, float, float, dict, float]:
     """Fresh profile, codes, the benchmark's timing lines on localhost; then `grimperium campaign run`, timed.
 
@@ -155,7 +177,6 @@ def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int |
     computer = orm.load_computer('localhost')
     computer.set_prepend_text(PREPEND)
     computer.set_append_text(APPEND)
-    grimperium('setup')
     csv_path = BENCH_AIIDA_PATH.parent / 'campaign.csv'
     with open(csv_path, 'w', newline='') as handle:
         writer = csv.writer(handle)
@@ -173,20 +194,21 @@ def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int |
     throttle = ['--max-active', max_active] if max_active else []  # none: the campaign's own default
     run = subprocess.Popen(['grimperium', '-p', PROFILE, 'campaign', 'run', str(csv_path), '--group', 'bench',
                             '--num-conformers', str(num_conformers), '--top-n', str(top_n), '--workers', str(WORKERS),
-                            *map(str, throttle)], env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            '--batch-size', str(batch_size), *map(str, throttle)], env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
     first_submitted, output = None, []
-    for line in run.stdout:  # the time of the first `submitted` line: the daemon start and the campaign's set-up
+    for line in run.stdout:  # the time the controller is submitted: the daemon start and the campaign's set-up
         output.append(line)
-        if first_submitted is None and line.startswith('submitted'):
+        if first_submitted is None and 'CampaignWorkChain<' in line:
             first_submitted = time.perf_counter() - start
     run.wait()
     wall = time.perf_counter() - start
+    print(''.join(output[-6:]), end='')
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cli_cpu = (children.ru_utime + children.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
     daemon_cpu = workers_cpu_seconds() - daemon_cpu_before  # before the workers exit
     subprocess.run([sys.executable, '-m', 'aiida', '-p', PROFILE, 'daemon', 'stop'], env=bench_env(), capture_output=True)
-    if run.returncode:
+    if run.returncode not in (0, 3):  # 3: finished, with failed molecules (reported below)
         sys.exit('campaign run failed:\n' + ''.join(output))
     cpu, job_wall, jobs = 0.0, 0.0, 0
     for calc in orm.QueryBuilder().append(orm.CalcJobNode).all(flat=True):
@@ -234,6 +256,7 @@ def main(argv=None) -> None:
     cli.add_argument('--num-conformers', type=int, default=10)
     cli.add_argument('--top-n', type=int, default=3)
     cli.add_argument('--max-active', type=int, default=None, help="`campaign run`'s throttle (default: its own)")
+    cli.add_argument('--batch-size', type=int, default=50, help="`campaign run`'s --batch-size")
     args = cli.parse_args(argv)
     for executable in ('xtb', 'mopac', 'grimperium'):
         if shutil.which(executable) is None:
@@ -242,16 +265,20 @@ def main(argv=None) -> None:
     pool = SMALL if args.small else DRUGS
     n = 4 if args.quick else args.molecules
     molecules = dict(list(pool.items())[:n])
+    if args.small and n > len(molecules):  # more small molecules: random C/N/O skeletons of 2-6 heavy atoms
+        molecules.update(small_molecules(n - len(molecules), set(molecules.values())))
     sizes = [heavy_atoms(s) for s in molecules.values()]
     print(f'{len(molecules)} molecules, {min(sizes)}-{max(sizes)} heavy atoms, {args.num_conformers} conformers, '
           f'top {args.top_n}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start')
 
     plain_s, plain = plain_loop(molecules, args.num_conformers, args.top_n)
     print(f'(a) plain loop: {plain_s:.1f} s ({plain_s / len(molecules):.2f} s per molecule)', flush=True)
-    grimperium_s, cpu, job_wall, rows, startup = campaign(molecules, args.num_conformers, args.top_n, args.max_active)
+    grimperium_s, cpu, job_wall, rows, startup = campaign(molecules, args.num_conformers, args.top_n, args.max_active,
+                                                          args.batch_size)
     print(f'(b) grimperium campaign run: {grimperium_s:.1f} s ({grimperium_s / len(molecules):.2f} s per molecule); '
           f'load average {os.getloadavg()[0]:.2f} at the end', flush=True)
-    warm_s, warm_cpu, _, warm_rows, _ = campaign(molecules, args.num_conformers, args.top_n, args.max_active, warm=True)
+    warm_s, warm_cpu, _, warm_rows, _ = campaign(molecules, args.num_conformers, args.top_n, args.max_active,
+                                                 args.batch_size, warm=True)
     print(f'(c) the same with the daemon already running: {warm_s:.1f} s; load average {os.getloadavg()[0]:.2f}')
     worst = max(abs(float(run[m]['most_stable_hof']) - plain[m][0]) for run in (rows, warm_rows) for m in molecules)
     failed = [m for run in (rows, warm_rows) for m in molecules if run[m]['status'] != 'OK']
@@ -260,7 +287,8 @@ def main(argv=None) -> None:
     overhead_wall = (grimperium_s - job_wall / WORKERS) / len(molecules)
     overhead_running = (grimperium_s - startup - cpu / WORKERS) / len(molecules)
     overhead_warm = (warm_s - warm_cpu / WORKERS) / len(molecules)
-    print(f'campaign_ratio={grimperium_s / plain_s:.2f} overhead_s_per_molecule={overhead:.2f} '
+    print(f'overhead_fraction={overhead / (plain_s / len(molecules)):.3f} '
+          f'campaign_ratio={grimperium_s / plain_s:.2f} overhead_s_per_molecule={overhead:.2f} '
           f'grimperium_s={grimperium_s:.1f} plain_s={plain_s:.1f} overhead_by_job_wall_s_per_molecule={overhead_wall:.2f} '
           f'overhead_after_startup_s_per_molecule={overhead_running:.2f} '
           f'overhead_daemon_running_s_per_molecule={overhead_warm:.2f} grimperium_daemon_running_s={warm_s:.1f}')

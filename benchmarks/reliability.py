@@ -5,7 +5,9 @@ Sources (JSON files in ``benchmarks/results/``, written by the tests; a missing 
 * ``crash_recovery.json`` — the SLURM crash-recovery test: ``molecules``, ``crashes_injected``,
   ``jobs_resubmitted``, ``duplicates`` (duplicate submissions) and ``results_lost``;
 * ``fuzz.json`` — ``tests/test_fuzz_parsers.py``: ``cases`` and ``unhandled_exceptions``;
-* ``injection.json`` — ``tests/test_injection.py``: ``attempts``, ``refused``, ``quoted`` and ``escapes``.
+* ``injection.json`` — ``tests/test_injection.py``: ``attempts``, ``refused``, ``quoted`` and ``escapes``;
+* ``slurm_batches.json`` — ``tests/test_slurm_batches.py``: ``molecules``, ``batch_size`` and ``sbatch_calls``
+  (one xtb and one MOPAC job per batch).
 
 Usage: ``python benchmarks/reliability.py [--results DIR] [--json]``. The exit status is 1 when a number that
 must be zero (duplicates, results lost, unhandled exceptions, escapes) is not, else 0.
@@ -32,13 +34,16 @@ ROWS = [
     ('  refused with a message', 'injection', ('refused',), False),
     ('  accepted, quoted', 'injection', ('quoted',), False),
     ('injection escapes', 'injection', ('escapes',), True),
+    ('SLURM campaign: molecules', 'slurm_batches', ('molecules',), False),
+    ('  --batch-size', 'slurm_batches', ('batch_size',), False),
+    ('  sbatch calls', 'slurm_batches', ('sbatch_calls',), False),
 ]
 
 
 def load(results: pathlib.Path) -> dict[str, dict | None]:
-    """The three result files as dicts (``None`` when missing or unreadable)."""
+    """The result files as dicts (``None`` when missing or unreadable)."""
     data = {}
-    for name in ('crash_recovery', 'fuzz', 'injection'):
+    for name in ('crash_recovery', 'fuzz', 'injection', 'slurm_batches'):
         try:
             data[name] = json.loads((results / f'{name}.json').read_text())
         except (OSError, ValueError):

@@ -279,3 +279,31 @@ def test_pipeline_with_pw_step(campaign_codes, real_code, tmp_path):
     assert pw_calc.inputs.structure.get_formula() == 'H2O'
 
     assert node.outputs.output_parameters['dft_band_gap_ev'] == results['dft']['band_gap'].value
+
+
+@pytest.mark.daemon
+def test_open_shells_run_and_a_refused_molecule_quotes_mopac(campaign_codes, started_daemon_client, tmp_path):
+    """A triplet (O2) and a doublet (methyl) run with UHF; [PoH2] has no PM7 van der Waals radius: it ends Skip, its
+    error_message in MOPAC's own words, and `campaign run` exits 3 (some molecules failed)."""
+    csv_path = tmp_path / 'open.csv'
+    csv_path.write_text('mol_id,smiles,charge,multiplicity\no2,[O][O],0,3\nmethyl,[CH3],0,2\npoh2,[PoH2],0,1\n')
+    codes = [f'--code={name}={code.full_label}' for name, code in campaign_codes.items()]
+    result = invoke('campaign', 'run', csv_path, '--group', 'open-shells', '--num-conformers', 2,
+                    '--max-reruns', 0, *codes)
+    assert result.exit_code == 3, result.output
+    export = tmp_path / 'open.csv.out'
+    assert invoke('export', 'open-shells', '-o', export).exit_code == 0
+    table = pd.read_csv(export).set_index('mol_id')
+    assert list(table['status']) == ['OK', 'OK', 'Skip'], table[['status', 'error_message']]
+    assert table.loc['poh2', 'error_message'] == 'MOPAC: MISSING VAN DER WAALS RADIUS FOR PO (exit 432)'
+    from aiida.common.links import LinkType
+
+    from aiida_grimperium.campaign import queries
+
+    for mol_id, keyword in (('o2', 'TRIPLET'), ('methyl', 'DOUBLET')):
+        pm7 = queries.molecule_nodes('open-shells', mol_id)['pm7']
+        link = pm7.base.links.get_incoming(link_type=LinkType.CREATE).one()  # results__<key> of the MOPAC job
+        job, key = link.node, link.link_label.split('__')[1]
+        assert {keyword, 'UHF'} <= set(job.base.repository.get_object_content(f'{key}.mop').splitlines()[0].split())
+        printed = HOF.findall(job.outputs.retrieved.base.repository.get_object_content(f'{key}.out'))
+        assert table.loc[mol_id, 'most_stable_hof'] == pytest.approx(float(printed[0]), abs=5e-6)

@@ -14,7 +14,7 @@ from aiida_grimperium.workchains.conformers import ConformerSearchWorkChain
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'crest'
 #: The arrays of an ensemble node, whichever engine made it (structures.make_ensemble).
-LAYOUT_ARRAYS = sorted(['positions', 'steps', 'energies_hartree', 'relative_energies_kcal_mol', 'populations'])
+LAYOUT_ARRAYS = sorted(['cells', 'positions', 'steps', 'energies_hartree', 'relative_energies_kcal_mol', 'populations'])
 
 
 def dihedral(p0, p1, p2, p3) -> float:
