@@ -38,25 +38,17 @@ def _iso(value) -> str | None:
     return value.isoformat(timespec='seconds') if value is not None else None
 
 
-def _rounded(name: str, value):
-    if isinstance(value, float) and name in DECIMALS:
-        return round(value, DECIMALS[name])
-    return value
-
-
 def molecule_row(molecule: CampaignMolecule, max_reruns: int) -> dict:
-    """The export row of one molecule."""
+    """The export row of one molecule (its own columns of the CSV included), numbers rounded (:data:`DECIMALS`)."""
     row, runs = molecule.row, molecule.runs
     last = runs[-1] if runs else None
     summary = (last.summary if last is not None else None) or {}
-    status = molecule.status(max_reruns)
     heats = summary.get('pm7_heats_of_formation_kcal_mol') or []
     reference = row.get('H298_cbs')
     running = last is not None and last.active
     values = {
-        'mol_id': molecule.mol_id, 'status': status, 'reruns': max(0, len(runs) - 1),
-        **{name: row.get(name) for name in ('smiles', 'multiplicity', 'charge', 'nheavy', 'timestamp_added',
-                                            'H298_cbs', 'batch_id', 'inchikey')},
+        'mol_id': molecule.mol_id, 'status': molecule.status(max_reruns), 'reruns': max(0, len(runs) - 1),
+        **{name: value for name, value in row.items() if name not in INTERNAL_FIELDS},
         'timestamp_started': _iso(last.ctime) if last else None,
         'timestamp_completed': None if last is None or running else _iso(last.mtime),
         'crest_status': summary.get('conformer_search_status') or ('RUNNING' if running else 'NOT_ATTEMPTED'),
@@ -78,21 +70,27 @@ def molecule_row(molecule: CampaignMolecule, max_reruns: int) -> dict:
     }
     for k in (1, 2, 3):
         values[f'delta_{k}'] = heats[k - 1] - reference if reference is not None and len(heats) >= k else None
-    extra = {name: value for name, value in row.items()
-             if name not in values and name not in INTERNAL_FIELDS and name not in NEW_COLUMNS}
-    return {name: _rounded(name, value) for name, value in {**values, **extra}.items()}
+    for name, decimals in DECIMALS.items():
+        value = values.get(name)
+        if isinstance(value, float):
+            values[name] = round(value, decimals)
+    return values
 
 
 def campaign_rows(group: orm.Group) -> tuple[list[str], list[dict]]:
-    """Header and rows of the export table, one row per molecule in CSV order."""
+    """Header and rows of the export table, one row per molecule in CSV order: the seed's columns, the new ones,
+    then the CSV's own extra columns."""
     from .store import settings_of
 
     max_reruns = settings_of(group)['max_reruns']
     rows = [molecule_row(molecule, max_reruns) for molecule in read_molecules(group).values()]
     header = SEED_COLUMNS + NEW_COLUMNS
+    known = set(header)
+    extra = {}
     for row in rows:
-        header += [name for name in row if name not in header]
-    return header, rows
+        extra.update(dict.fromkeys(row.keys() - known))
+    return header + [name for name in rows[0] if name in extra] + sorted(extra.keys() - set(rows[0])) if rows \
+        else header, rows
 
 
 def campaign_table(group: orm.Group):
@@ -132,9 +130,9 @@ def export_campaign(group: orm.Group, path: str | pathlib.Path, fmt: str = 'csv'
         if fmt == 'json':
             json.dump([{name: row.get(name) for name in header} for row in rows], handle, indent=1)
             return
-        writer = csv.DictWriter(handle, fieldnames=header, lineterminator='\n', extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(handle, lineterminator='\n')
+        writer.writerow(header)
+        writer.writerows([row.get(name) for name in header] for row in rows)
 
     write_atomic(path, write)
     return len(rows)

@@ -73,12 +73,13 @@ def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
     query.append(orm.Dict, with_group='group', filters={f'extras.{RECORDS_EXTRA}': True},
-                 project=['id', 'attributes'])
+                 project=['id', 'attributes', 'extras.timestamp_added'])
     current: dict[str, tuple[dict, int]] = {}
     pks = set()
-    for pk, rows in sorted(query.iterall(), key=lambda row: row[0]):
+    for pk, rows, added in sorted(query.iterall(), key=lambda row: row[0]):
         pks.add(pk)
         for row in rows.values():
+            row['timestamp_added'] = added
             current[row['mol_id']] = (row, pk)
     return current, pks
 
