@@ -120,10 +120,9 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
         return None
     enable_wal(profile)  # idempotent; readers (status, export) never block the daemon's writes
     group, created = open_campaign(group_name, settings, update=update)
-    records = add_molecules(group, validation.molecules, batch_size=settings['batch_size'], min_batches=min_batches,
-                            update=update)
-    added = sum(len(record.get_dict()) for record in records)
-    click.echo(f'campaign `{group.label}`: {added} molecule(s) stored in {len(records)} batch(es)'
+    records, added = add_molecules(group, validation.molecules, batch_size=settings['batch_size'],
+                                   min_batches=min_batches, update=update)
+    click.echo(f'campaign `{group.label}`: {added} molecule(s) stored in {records} batch(es)'
                + ('' if created else ' (the others were there already)'))
     return group, max_active
 
