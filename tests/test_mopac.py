@@ -257,3 +257,28 @@ def test_threads_follow_the_resources(mopac_code, tmp_path, monkeypatch, environ
                            metadata={'dry_run': True, 'options': options})
     script = (tmp_path / node.dry_run_info['folder'] / '_aiidasubmit.sh').read_text()
     assert expected in script and script.count('OMP_NUM_THREADS') == 1
+
+
+def test_restart_workchain_stops_at_once_without_parameters_and_retries_an_open_shell_with_uhf(mopac_code):
+    """Real failures: [PoH2] has no PM7 van der Waals radius (432): nothing to restart, one job, MOPAC's words in
+    the report. O2 as a restricted open-shell triplet (`uhf: false`) is outside MOPAC's active space (433): the
+    handler restarts with UHF, which gives MOPAC's heat of formation for the triplet."""
+    from aiida_grimperium.workchains.mopac import MopacBaseWorkChain
+
+    builder = MopacBaseWorkChain.get_builder_from_protocol(mopac_code, structure_from_smiles('[PoH2]'), 'fast')
+    _, node = run_get_node(builder)
+    assert node.exit_status == MopacBaseWorkChain.exit_codes.ERROR_UNRECOVERABLE_FAILURE.status
+    assert [c.exit_status for c in node.called] == [432]
+    assert any('MISSING VAN DER WAALS RADIUS FOR PO' in log.message for log in orm.Log.collection.get_logs_for(node))
+
+    builder = MopacBaseWorkChain.get_builder_from_protocol(mopac_code, structure_from_smiles('[O][O]'), 'fast',
+                                                           multiplicity=3)
+    builder.mopac.parameters = orm.Dict({**builder.mopac.parameters.get_dict(), 'uhf': False})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    calcs = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.exit_status for c in calcs] == [433, 0]
+    assert 'UHF' not in calcs[0].base.repository.get_object_content('aiida.mop').splitlines()[0].split()
+    assert 'UHF' in calcs[1].base.repository.get_object_content('aiida.mop').splitlines()[0].split()
+    printed = HOF.findall(calcs[1].outputs.retrieved.base.repository.get_object_content('aiida.out'))
+    assert results['output_parameters']['heat_of_formation_kcal_mol'] == pytest.approx(float(printed[-1]), abs=1e-5)

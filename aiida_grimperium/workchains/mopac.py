@@ -8,6 +8,9 @@ and says in the report what it changed:
 * 410 SCF not converged: first allow many more SCF iterations and add a level shift (``SHIFT=20``); then also
   switch on Pulay's converger (``PULAY``).
 * 401 the scheduler cancelled the job (``scancel``, preemption): resubmit from the last geometry, unchanged.
+* 433 the open-shell state is not in the C.I. active space (restricted open shell): once more with ``UHF``.
+* 432 no parameters for an element, 430 an impossible charge/spin, 431 a refused input, 440/441 files, 450
+  memory: the same input fails the same way, so the workchain stops at once with MOPAC's words in its report.
 """
 from __future__ import annotations
 
@@ -107,6 +110,26 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
         self.restart_from_last_geometry(calculation)
         self.report(f'{calculation.process_label}<{calculation.pk}> was cancelled by the scheduler (job '
                     f'{calculation.get_job_id()}): resubmitting from its last geometry')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=700, exit_codes=[MopacCalculation.exit_codes[label] for label in (
+        'ERROR_MISSING_PARAMETERS', 'ERROR_INVALID_CHARGE_MULTIPLICITY', 'ERROR_INPUT_REJECTED', 'ERROR_RESTART_FILE',
+        'ERROR_FILE_UNAVAILABLE', 'ERROR_INSUFFICIENT_MEMORY')])
+    def handle_unrecoverable(self, calculation):
+        """MOPAC refused the system or could not run it: a restart would fail the same way. Stop at once."""
+        self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: not restarting')
+        return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+
+    @process_handler(priority=690, exit_codes=[MopacCalculation.exit_codes.ERROR_ACTIVE_SPACE])
+    def handle_active_space(self, calculation):
+        """A restricted open shell MOPAC cannot describe: unrestricted (UHF) once; if that was UHF already, stop."""
+        parameters = self.parameters()
+        if parameters.get('uhf') is True:
+            self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}, with UHF')
+            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        parameters['uhf'] = True
+        self.ctx.inputs.parameters = orm.Dict(parameters)
+        self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: restarting with UHF')
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=570, exit_codes=[MopacCalculation.exit_codes.ERROR_SCF_NOT_CONVERGED])

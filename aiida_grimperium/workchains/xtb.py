@@ -54,8 +54,7 @@ class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
     @process_handler(priority=600, exit_codes=[XtbCalculation.exit_codes.ERROR_FATAL_ERROR])
     def handle_fatal_error(self, calculation):
         """A fatal xtb error (atoms on top of each other, a missing parameter file...) fails the same way again."""
-        message = calculation.outputs.output_parameters.get('fatal_error', '') if 'output_parameters' in calculation.outputs else ''
-        self.report(f'{calculation.process_label}<{calculation.pk}> stopped with a fatal error ({message}): not restarting')
+        self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: not restarting')
         return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
 
     @process_handler(priority=500, exit_codes=[XtbCalculation.exit_codes.ERROR_SCC_NOT_CONVERGED])
