@@ -1,1 +1,1 @@
-"""CSV campaigns: one workchain per molecule, one Group per campaign, state kept in the database."""
+"""CSV campaigns: one Group per campaign, its molecules run in batches by a controller the daemon runs."""

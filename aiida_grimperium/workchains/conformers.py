@@ -13,12 +13,12 @@ The two engines:
   CREST job, then :func:`~aiida_grimperium.ensembles.refine_ensemble` (one calcfunction).
 
 Both give ``ensemble`` outputs of exactly the same layout, and ``output_parameters`` with the same summary
-keys. A molecule from SMILES costs two processes with rdkit-xtb (this workchain and the job), whatever the
-number of conformers: AiiDA's bookkeeping of a process costs more than embedding or refining a small molecule.
+keys. A molecule from SMILES costs three processes with rdkit-xtb (this workchain, the xtb restart workchain
+and its job), whatever the number of conformers. Campaigns search many molecules' conformers in one xtb job
+instead (:class:`~aiida_grimperium.workchains.batch.ConformerBatchWorkChain`).
 
 The steps live in :class:`ConformerSearchSteps`, which :class:`ConformerSearchWorkChain` runs as its outline and
-:class:`~aiida_grimperium.workchains.pipeline.ConformerToDftWorkChain` runs inline: a campaign saves one
-process and some twenty links per molecule (AiiDA's bookkeeping grows with both).
+:class:`~aiida_grimperium.workchains.pipeline.ConformerToDftWorkChain` runs inline.
 """
 from __future__ import annotations
 
