@@ -10,8 +10,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 fi
-# Services some tests use for real: a one-node SLURM cluster, PostgreSQL + RabbitMQ (each script is idempotent).
-for service in scripts/slurm.sh scripts/scaleout.sh; do
+# Services some tests use for real: a one-node SLURM cluster, an SSH server on localhost, PostgreSQL + RabbitMQ
+# (each script is idempotent).
+for service in scripts/slurm.sh scripts/sshd.sh scripts/scaleout.sh; do
   if [ -f "$service" ]; then bash "$service" >&2; fi
 done
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -89,3 +89,21 @@ def test_embed_ensemble_from_smiles_and_structure():
     assert list(again['ensemble'].symbols) == list(out['ensemble'].symbols)
     with pytest.raises(ValueError, match='cannot parse'):
         ensembles.embed_ensemble(orm.Dict({'num_conformers': 1}), smiles=orm.Str('C1CC'))
+
+
+def test_an_ensemble_exports_with_verdi(tmp_path):
+    """`verdi data core.trajectory export` works on an ensemble (each frame carries its box as a cell), and gives
+    back every conformer's atoms and positions."""
+    from click.testing import CliRunner
+    from aiida.cmdline.commands.cmd_data.cmd_trajectory import trajectory_export
+
+    frames = [[[0.0, 0.0, 0.0], [0.0, 0.0, 1.1]], [[0.0, 0.0, 0.0], [0.0, 1.2, 0.0]]]
+    ensemble = make_ensemble(['C', 'O'], frames, [-1.0, -0.99]).store()
+    output = tmp_path / 'ensemble.xsf'
+    result = CliRunner().invoke(trajectory_export, ['--format', 'xsf', '-o', str(output), str(ensemble.pk)])
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    assert text.count('PRIMCOORD') == 2
+    assert ' 1.20000' in text or ' 1.2000' in text
+    cells = ensemble.get_cells()
+    assert cells.shape == (2, 3, 3) and cells[0][2][2] == pytest.approx(1.1 + 2 * 10.0)

@@ -2,10 +2,12 @@
 
 ``scripts/scaleout.sh`` installs and starts the real services (idempotent). Both profiles here are made by
 ``verdi presto`` in subprocesses with their own ``AIIDA_PATH`` (a temporary directory), so they neither touch
-``~/.aiida`` nor the in-process test profile: a ``core.psql_dos`` + ``core.rabbitmq`` one with 3 workers, and
-the default ``core.sqlite_dos`` + ZeroMQ one with 1 worker. The same CSV goes through ``grimperium campaign
-run`` on both (the real xtb and mopac, the same RDKit seed); the exported heats of formation must agree, and
-equal what MOPAC printed in the output files stored in the PostgreSQL profile's repository.
+``~/.aiida`` nor the in-process test profile: a ``core.psql_dos`` + ``core.rabbitmq`` one with 4 workers, and
+the default ``core.sqlite_dos`` + ZeroMQ one with 1 worker. The same CSV (three batches of one molecule) goes
+to both (the real xtb and mopac, the same RDKit seed); RabbitMQ is restarted (``rabbitmqctl stop_app`` /
+``start_app``) while the PostgreSQL campaign's batches run. Every molecule must finish once (one xtb and one
+MOPAC job per batch, no rerun), the exported heats of formation must agree between the two profiles, and equal
+what MOPAC printed in the output files stored in the PostgreSQL profile's repository.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 
 import pandas as pd
@@ -45,8 +48,9 @@ for calc, in orm.QueryBuilder().append(MopacCalculation, project=['*']).all():  
     for key, molecule in calc.inputs.molecules.get_dict().items():
         text = calc.outputs.retrieved.base.repository.get_object_content(f'{key}.out')
         printed[molecule['mol_id']] = [float(x) for x in re.findall(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+) KCAL/MOL', text)]
+jobs = [(c.process_label, c.exit_status) for c, in orm.QueryBuilder().append(orm.CalcJobNode, project=['*']).all()]
 print(json.dumps({'storage': profile.storage_backend, 'broker': profile.process_control_backend,
-                  'printed': printed}))
+                  'printed': printed, 'jobs': jobs}))
 """
 
 
@@ -109,6 +113,20 @@ def profiles(scaleout_services, tmp_path):
         shutil.rmtree(tmp_path / 'aiida', ignore_errors=True)
 
 
+def wait_until(condition, timeout: float, what: str, interval: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+def campaign_ended(env, profile: str) -> bool:
+    """No controller of the campaign is still running (`verdi process list` shows active processes only)."""
+    return 'CampaignWorkChain' not in run(env, VERDI, '-p', profile, 'process', 'list').stdout
+
+
 @pytest.mark.daemon
 def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_path):
     env, names = profiles
@@ -126,16 +144,32 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
 
     csv_path = tmp_path / 'molecules.csv'
     csv_path.write_text(CSV)
-    common = ['campaign', 'run', csv_path, '--group', 'scaleout', '--num-conformers', 3]
-    # Both campaigns at once, to keep the test short.
-    commands = {
-        'psql': [GRIMPERIUM, '-p', psql, *common, '--workers', 3],
-        'sqlite': [GRIMPERIUM, '-p', names['sqlite'], *common, '--workers', 1],
-    }
-    outputs = run_all(env, commands)
-    for key in commands:
-        final = [line for line in outputs[key].splitlines() if line.startswith('campaign `scaleout`: 3 molecules')]
-        assert final and final[-1].split()[-1] == 'OK=3', outputs[key]  # the last status block: all 3 OK
+    common = ['campaign', '--group', 'scaleout', '--num-conformers', 3, '--batch-size', 1, '--max-active', 3]
+    # PostgreSQL + RabbitMQ: 4 workers, submitted; the broker is restarted while the batches run (below)
+    run(env, VERDI, '-p', psql, 'daemon', 'start', 4)
+    submitted = run(env, GRIMPERIUM, '-p', psql, common[0], 'submit', csv_path, *common[1:])
+    assert '3 molecule(s) stored in 3 batch(es)' in submitted.stdout, submitted.stdout
+    sqlite = subprocess.Popen([GRIMPERIUM, '-p', names['sqlite'], common[0], 'run', csv_path, *common[1:],
+                               '--workers', 1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: 'XtbCalculation' in run(env, VERDI, '-p', psql, 'process', 'list').stdout, 120,
+               'a batch job of the PostgreSQL campaign')
+    run(env, 'rabbitmqctl', 'stop_app', timeout=120)  # every worker loses its broker connection and its tasks
+    run(env, 'rabbitmqctl', 'start_app', timeout=120)
+    broker_restarts, daemon_restarts = 1, 0
+    try:
+        wait_until(lambda: campaign_ended(env, psql), 240, 'the PostgreSQL campaign after the broker restart')
+    except AssertionError as stalled:
+        # the operator's remedy when workers do not get their tasks back from the restarted broker
+        print(f'campaign stalled after the broker restart; restarting the daemon:\n{stalled}')
+        run(env, VERDI, '-p', psql, 'daemon', 'restart', timeout=120)
+        daemon_restarts = 1
+        wait_until(lambda: campaign_ended(env, psql), 240, 'the PostgreSQL campaign after the daemon restart')
+    output = sqlite.communicate(timeout=600)[0]
+    assert sqlite.returncode == 0, output
+    print(f'scale-out: broker restarts {broker_restarts}, daemon restarts {daemon_restarts}')
+    for name in names.values():
+        final = run(env, GRIMPERIUM, '-p', name, 'campaign', 'status', 'scaleout').stdout
+        assert final.splitlines()[0].split()[-1] == 'OK=3', final  # all 3 OK
 
     outputs = run_all(env, {
         'daemon': [VERDI, '-p', psql, 'daemon', 'status'],
@@ -144,7 +178,7 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
            for key, name in names.items()},
     })
     workers = re.search(r'Active workers \[(\d+)\]', outputs['daemon'])
-    assert workers and int(workers.group(1)) == 3, outputs['daemon']
+    assert workers and int(workers.group(1)) == 4, outputs['daemon']
     tables = {key: pd.read_csv(tmp_path / f'{key}.csv').set_index('mol_id') for key in names}
     big, small = tables['psql'], tables['sqlite']
     assert list(big.index) == ['water', 'methanol', 'n-butane']
@@ -161,6 +195,9 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
 
     inspected = json.loads(next(line for line in outputs['inspect'].splitlines() if line.startswith('{"storage"')))
     assert inspected['storage'] == 'core.psql_dos' and inspected['broker'] == 'core.rabbitmq'
+    # every molecule ran once: one xtb and one MOPAC job per batch of one, all finished well (no job twice)
+    assert sorted(inspected['jobs']) == [['MopacCalculation', 0]] * 3 + [['XtbCalculation', 0]] * 3, inspected['jobs']
+    assert (big['reruns'] == 0).all()
     assert set(inspected['printed']) == set(big.index)
     for mol_id, printed in inspected['printed'].items():
         # the export's lowest HOF is the lowest one MOPAC printed for that molecule's conformers
