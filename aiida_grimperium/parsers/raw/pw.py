@@ -1,4 +1,4 @@
-"""Raw parser of Quantum ESPRESSO ``pw.x`` standard output (tested on 6.7), AiiDA-free.
+"""Raw parser of Quantum ESPRESSO ``pw.x`` standard output (tested on 6.1 to 7.5), AiiDA-free.
 
 Reads the stdout line by line and returns energies (eV, plus the native Ry value), the energy terms, Fermi
 energy or HOMO/LUMO, the band gap, forces, stress, every ionic step (positions and cell as printed by pw.x)
@@ -114,6 +114,7 @@ class _State:
         self.max_steps_reached = False
         self.final_scf = False
         self.final_scf_failed = False
+        self.forces_open = False
 
     # -- ionic step bookkeeping ---------------------------------------------------------------------------
     def step(self) -> dict:
@@ -247,15 +248,16 @@ def _feed(state: _State, line: str) -> None:  # noqa: C901 - one flat dispatch k
         result['scf_converged'], result['scf_iterations'] = False, int(match.group(1))
         if state.final_scf:
             state.final_scf_failed = True
+    elif stripped.startswith('Forces acting on atoms'):
+        state.step()['forces'], state.forces_open = [], True
     elif (match := _RE_FORCE.search(line)) is not None:
-        forces = state.step().setdefault('forces', [])
-        if state.step().get('_forces_done'):
-            forces.clear()
-            state.step().pop('_forces_done')
-        forces.append([float(x) * RY_BOHR_TO_EV_ANGSTROM for x in match.groups()])
+        if state.forces_open:  # not the contributions printed after the total (verbosity='high', 7.x)
+            state.step().setdefault('forces', []).append([float(x) * RY_BOHR_TO_EV_ANGSTROM for x in match.groups()])
+    elif stripped.endswith('to forces'):
+        state.forces_open = False
     elif (match := _RE_TOTAL_FORCE.search(line)) is not None:
         state.step()['total_force'] = float(match.group(1)) * RY_BOHR_TO_EV_ANGSTROM
-        state.step()['_forces_done'] = True
+        state.forces_open = False
     elif (match := _RE_STRESS.search(line)) is not None:
         state.step()['pressure_kbar'] = float(match.group(1))
         state.step()['stress_kbar'] = []
@@ -310,7 +312,6 @@ def _finish(state: _State) -> dict:
     result = state.result
     trajectory, kept = result['trajectory'], 0  # empty steps dropped in place: no copy as long as the run
     for step in trajectory:
-        step.pop('_forces_done', None)
         if step:
             trajectory[kept], kept = step, kept + 1
     del trajectory[kept:]
