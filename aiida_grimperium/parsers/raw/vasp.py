@@ -8,6 +8,10 @@ them, and returns one dict (see :func:`combine`) with the energies in eV:
 
 taken from the last completed ionic step, plus band gap, Fermi energy, forces, stress, final structure,
 ``electronic_converged`` / ``ionic_converged`` and ``exit_label``.
+
+VASP's own messages (error, warning and advice boxes, ``VERY BAD NEWS!`` lines; see :mod:`.vasp_messages`) are in
+``vasp_messages``; when the run did not end and VASP printed a fatal one, the verdict is that message's exit code
+and ``exit_detail`` holds VASP's words. Read from VASP 5.4.x and 6.x outputs (see tests/test_vasp_versions.py).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from collections.abc import Iterable, Iterator
 
 from ...exit_codes import ExitCodeSpec, make_table
 from . import failure, find_output, iter_lines, looks_binary
+from .vasp_messages import EXIT_CODES as MESSAGE_EXIT_CODES
 from .vasp_outcar import parse_text_lines
 from .vasp_xml import parse_chunks, parse_vasprun
 
@@ -24,6 +29,7 @@ EXIT_CODES = make_table(
     ExitCodeSpec(350, 'ERROR_VASP_CRASHED', 'VASP stopped with an error message before the end of the run.'),
     ExitCodeSpec(410, 'ERROR_ELECTRONIC_NOT_CONVERGED', 'The electronic minimisation did not converge within NELM steps.'),
     ExitCodeSpec(500, 'ERROR_IONIC_NOT_CONVERGED', 'The ionic relaxation did not converge within NSW steps.'),
+    *MESSAGE_EXIT_CODES.values(),
 )
 
 #: Names the CalcJob gives the files; ``vasp_output`` is the standard output (the name aiida-vasp uses too).
@@ -184,6 +190,11 @@ def combine(xml: dict | None = None, outcar: dict | None = None, stdout: dict | 
     gap = _finite(xml.get('band_gap'))
     fermi = _finite(xml.get('fermi_energy')) if xml.get('fermi_energy') is not None else _finite(first('fermi_energy'))
     errors = [e for s in sources for e in s.get('errors', [])]
+    messages: list[dict] = []
+    for source in (outcar, stdout):  # OUTCAR and stdout print the same boxes: keep each text once
+        for message in (source or {}).get('messages') or []:
+            if all(m['text'] != message['text'] for m in messages):
+                messages.append(message)
 
     result = {
         'energy': energies['e_0_energy'] if energies else None,
@@ -213,12 +224,27 @@ def combine(xml: dict | None = None, outcar: dict | None = None, stdout: dict | 
         'structure': structure,
         'warnings': warnings,
         'errors': errors,
+        'vasp_messages': messages,
     }
-    result['exit_label'] = _verdict(result, xml, energies)
+    fatal = [m for m in messages if m['fatal']]
+    if fatal and finished:
+        warnings.append(f'VASP printed an error message but the run ended: {fatal[-1]["text"]}')
+    result['exit_label'] = label = _verdict(result, xml, energies, fatal)
+    detail = None
+    if label and fatal and not finished:
+        detail = fatal[-1]['text']   # the last one: VASP stops at the message that killed the run
+    elif label == 'ERROR_VASP_CRASHED' and errors:
+        detail = errors[-1]
+    elif label == 'ERROR_ELECTRONIC_NOT_CONVERGED':
+        detail = next((m['text'] for m in reversed(messages) if 'NELM' in m['text'] or 'EDIFF' in m['text']), None)
+    if detail:
+        result['exit_detail'] = detail
     return result
 
 
-def _verdict(result: dict, xml: dict, energies: dict | None) -> str | None:
+def _verdict(result: dict, xml: dict, energies: dict | None, fatal: list[dict]) -> str | None:
+    if fatal and result['finished'] is not True:
+        return fatal[-1]['label']
     if result['finished'] is False:
         if result['errors']:
             return 'ERROR_VASP_CRASHED'

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 from . import floats, to_float_or_none
+from .vasp_messages import MessageReader
 
 #: Electronic-minimiser lines of the standard output (and OSZICAR): ``DAV:   3  -0.71E+01 ...``.
 ELECTRONIC_STEP = re.compile(r'^\s*(DAV|RMM|CG|SDA|DMP|DIA|EDA|ORT|BLK):\s*\d+')
@@ -44,11 +45,17 @@ def parse_text_lines(lines: Iterable[str]) -> dict:
         'potcars': [],
         'errors': [],
         'has_outcar_blocks': False,
+        'messages': [],
     }
+    messages = MessageReader()  # VASP's boxed and plain messages, with their words (see vasp_messages)
     electronic = 0  # electronic steps of the ionic step being read
     pending_totens: float | None = None
     in_final_block = False
     for line in lines:
+        try:
+            messages.feed(line)
+        except (ValueError, IndexError, TypeError):
+            messages.box = messages.pending = None
         try:
             _line(res, line)
         except (ValueError, IndexError):  # an odd line is skipped, never fatal
@@ -62,6 +69,8 @@ def parse_text_lines(lines: Iterable[str]) -> dict:
         if match:
             res['has_outcar_blocks'] = True
             res['num_electronic_steps'] = int(match.group(2))
+            if res['num_electronic_steps'] == 1:  # a new ionic step: NELM breached in an earlier one is history
+                res['nelm_reached_message'] = False
             continue
         match = IONIC_STEP.match(line)
         if match:
@@ -85,6 +94,7 @@ def parse_text_lines(lines: Iterable[str]) -> dict:
                 res['num_ionic_steps'] = max(res['num_ionic_steps'], _count_block(res))
             in_final_block, pending_totens = False, None
     res.pop('_blocks', None)
+    res['messages'] = messages.close()
     potcars = res['potcars']
     half = len(potcars) // 2
     if potcars and len(potcars) % 2 == 0 and potcars[:half] == potcars[half:]:
