@@ -1,5 +1,8 @@
 """Raw parser of CREST (2.x, 3.x) runs: stdout, ``crest.energies``, ``crest_conformers.xyz``; no AiiDA import.
 
+Tested on CREST 2.12 conformer searches and on CREST 3.0.1 / 3.0.2 stdout (banner, ``runtype = "optimize"``:
+``TOTAL ENERGY``, the 3.x wall-time summary) and a CREST 3 ``crest_conformers.xyz``.
+
 CREST's own exit status is not a reliable signal (it can exit 0 after failing), so a run counts as a success
 only with all three of: the ``CREST terminated normally.`` line, a non-empty ``crest_conformers.xyz``, and as
 many frames there as lines in ``crest.energies``. Absolute energies come from the XYZ comment lines (Hartree),
@@ -39,6 +42,11 @@ _KEYS = {
 }
 _ENTROPY = re.compile(rf'^ensemble entropy \(J/mol K, cal/mol K\)\s*:\s*({FLOAT})\s+({FLOAT})')
 _VERSION = re.compile(r'^\s*Version\s+([\w.\-]+)')
+_COMMIT = re.compile(r'^commit \((\w+)\)')
+_TOTAL_ENERGY = re.compile(rf'^TOTAL ENERGY\s+({FLOAT})\s+Eh')  # CREST 3 singlepoint / optimize
+# wall time: CREST 2 ``Overall wall time  : 0h : 0m :28s``, CREST 3 ``CREST runtime (total)  0 d,  0 h,  0 min,  0.145 sec``
+_WALL_2 = re.compile(rf'^Overall wall time\s*:\s*(\d+)h\s*:\s*(\d+)m\s*:\s*({FLOAT})s')
+_WALL_3 = re.compile(rf'^CREST runtime \(total\)\s+(\d+) d,\s*(\d+) h,\s*(\d+) min,\s*({FLOAT}) sec')
 # A CREGEN table row that opens a new conformer: index, Erel, Etot, weight, conformer weight, set, degeneracy.
 _CREGEN_ROW = re.compile(rf'^\s*\d+\s+{FLOAT}\s+{FLOAT}\s+{FLOAT}\s+({FLOAT})\s+(\d+)\s+(\d+)\b')
 
@@ -52,7 +60,7 @@ def parse_lines(lines: Iterable[str]) -> dict:
     for raw in lines:
         line = raw.strip()
         if command:
-            result['command_line'] = line.lstrip('> ').strip()
+            result['command_line'] = line.lstrip('>$ ').strip()  # CREST 2 prints '> ', CREST 3 '$ '
             command = False
         if not line:
             continue
@@ -67,6 +75,16 @@ def parse_lines(lines: Iterable[str]) -> dict:
                 match = _VERSION.match(line)
                 if match:
                     result['crest_version'] = match.group(1).rstrip(',')
+            elif line.startswith('commit (') and (match := _COMMIT.match(line)):
+                result['crest_commit'] = match.group(1)
+            elif line.startswith('TOTAL ENERGY') and (match := _TOTAL_ENERGY.match(line)):
+                result['total_energy_hartree'] = to_float(match.group(1))
+            elif (match := _WALL_2.match(line)) is not None:
+                h, m, sec = match.groups()
+                result['wall_time_seconds'] = int(h) * 3600 + int(m) * 60 + to_float(sec)
+            elif (match := _WALL_3.match(line)) is not None:
+                d, h, m, sec = match.groups()
+                result['wall_time_seconds'] = int(d) * 86400 + int(h) * 3600 + int(m) * 60 + to_float(sec)
             elif line.startswith('ensemble entropy'):
                 match = _ENTROPY.match(line)
                 if match:
