@@ -8,6 +8,8 @@ Keys: ``energy`` (eV) and ``energy_hartree`` (the last total energy: the end of 
 optimisation), ``band_gap`` (eV, the last one printed; 0 for a conducting state), ``band_gap_type``
 (``direct``/``indirect`` as printed), ``scf_converged``, ``geometry_converged``, ``structure`` (the last
 geometry printed, primitive cell, Angstrom) and the program version read from the banner.
+``exit_detail`` holds CRYSTAL's own words for a failure verdict (the ``ERROR ****`` line, the ``SCF ENDED - TOO
+MANY CYCLES`` or ``OPT END - FAILED`` line, ``CONVERGENCE TESTS UNSATISFIED ...``).
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ class _Reader:
         self.linear_dependence = False
         self.out_of_walltime = False
         self.opt_end_energy = None
+        self.words: dict[str, str] = {}      # CRYSTAL's own line for each kind of failure met (first one)
         self.gaps: dict[str, tuple] = {}     # spin channel -> (gap eV, type) or (0.0, 'conducting')
         self.channel = 'all'
         self.mode = None                     # the section being read, with `self.count` lines left or read
@@ -207,6 +210,8 @@ class _Reader:
         elif match := _SCF_ENDED.search(line):
             r['scf_converged'], r['scf_cycles'] = 'CONVERGENCE' in match.group(1), int(match.group(3))
             self.scf_too_many = self.scf_too_many or 'TOO MANY CYCLES' in match.group(1)
+            if 'CONVERGENCE' not in match.group(1):
+                self._words('scf', line)
             r['energy_hartree'] = float(match.group(2))   # the TOTAL ENERGY line that follows, if any, wins
         elif match := _TOTAL_ENERGY.search(line):
             r['energy_method'] = match.group(1).strip()
@@ -218,6 +223,8 @@ class _Reader:
         elif match := _OPT_END.search(line):
             r['geometry_converged'] = match.group(1) == 'CONVERGED'
             r['optimization_steps'] = int(match.group(3))
+            if match.group(1) == 'FAILED':
+                self._words('geometry', line)
             self.opt_end_energy = float(match.group(2))
         elif 'OPTIMIZATION - POINT' in line:
             r['geometry_optimization'] = True
@@ -225,6 +232,7 @@ class _Reader:
             r['optimization_steps'] = int(point[0]) if point else r['optimization_steps']
         elif 'CONVERGENCE TESTS UNSATISFIED' in line.upper():
             r['geometry_converged'] = False
+            self._words('geometry', line)
         elif 'TELAPSE' in line:
             values = floats(line.split('TELAPSE', 1)[1])
             if values:
@@ -237,8 +245,19 @@ class _Reader:
                 r['warnings'].append(text)
         elif _WALLTIME.search(line):
             self.out_of_walltime = True
+            self._words('walltime', line)
         if 'SCF FAILED' in line:
             self.scf_failed = True
+            self._words('scf_failed', line)
+
+    def _words(self, kind: str, line: str) -> None:
+        text = ' '.join(line.replace('*', ' ').split()) if kind == 'geometry' else ' '.join(line.split())
+        text = text.strip('= ')
+        if kind in self.words:
+            if kind == 'geometry' and text not in self.words[kind]:
+                self.words[kind] = f'{self.words[kind]}; {text}'   # UNSATISFIED ... then OPT END - FAILED
+            return
+        self.words[kind] = text
 
     def _error(self, line: str) -> None:
         text = ' '.join(line.split())
@@ -246,6 +265,7 @@ class _Reader:
             self.r['errors'].append(text)
         if 'LINEARLY DEPENDENT' in text.upper():
             self.linear_dependence = True
+            self._words('linear', line)
         if 'SCF FAILED' in text:
             self.scf_failed = True
 
@@ -269,8 +289,23 @@ class _Reader:
             r['scf_converged'] = False
         r['structure'] = self.structure
         r['lattice_parameters'] = self.lattice_parameters if self.structure else None
-        r['exit_label'] = self.verdict()
+        r['exit_label'] = label = self.verdict()
+        detail = self._detail(label)
+        if detail:
+            r['exit_detail'] = detail
         return r
+
+    def _detail(self, label: str | None) -> str | None:
+        """CRYSTAL's words for ``label``: the line that caused it, then any ERROR line after it."""
+        kinds = {'ERROR_OUT_OF_WALLTIME': 'walltime', 'ERROR_BASIS_SET_LINEARLY_DEPENDENT': 'linear',
+                 'ERROR_SCF_FAILED': 'scf_failed', 'ERROR_SCF_NOT_CONVERGED': 'scf',
+                 'ERROR_GEOMETRY_NOT_CONVERGED': 'geometry'}
+        if label is None or label not in kinds and label != 'ERROR_CRYSTAL_ERROR':
+            return None
+        words = [self.words[kinds[label]]] if kinds.get(label) in self.words else []
+        errors = [e for e in self.r['errors'] if e.startswith('ERROR') and e not in words]
+        text = '; '.join(words + errors[:2])
+        return text or None
 
     def verdict(self) -> str | None:
         r = self.r
