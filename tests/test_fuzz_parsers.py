@@ -1,6 +1,6 @@
 """Fuzzing every raw parser with truncated and byte-mutated REAL outputs: no exception may escape.
 
-The seeds are real outputs: the recorded CREST, pw.x, VASP and CRYSTAL runs in ``tests/fixtures`` and MOPAC and
+The seeds are real outputs: the recorded CREST (2.12, 3.0.x), pw.x (6.3-7.5 stdout and XML), VASP and CRYSTAL runs in ``tests/fixtures`` and MOPAC and
 xtb outputs that the real binaries write once per module. Every case is a seeded, reproducible mutation of one
 seed (cut at a random byte, random bytes overwritten, lines dropped / repeated / swapped, numbers replaced by
 overflow fields, ``nan``, ``1e999``, 5000-digit integers, ...). The parser's entry point is called DIRECTLY
@@ -25,7 +25,7 @@ import traceback
 import pytest
 
 from aiida_grimperium.exit_codes import table_for
-from aiida_grimperium.parsers.raw import crest, crystal, mopac, pw, vasp, vasp_outcar, vasp_xml, xtb
+from aiida_grimperium.parsers.raw import crest, crystal, mopac, pw, pw_xml, vasp, vasp_outcar, vasp_xml, xtb
 from test_mopac_raw import JOBS
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
@@ -181,6 +181,13 @@ XTB_SEEDS = [FIXTURES / 'xtb' / n for n in (
 def targets(runs: pathlib.Path) -> list[Target]:
     crest_runs = [FIXTURES / 'crest' / n for n in ('acetate', 'butane', 'ethanol', 'propanol')]
     pw_runs = [FIXTURES / 'pw' / n for n in ('si_scf', 'h2o', 'si_relax', 'si_scf_not_converged', 'si_walltime')]
+    # pw.x 6.3-7.5 (aiida-quantumespresso's data) and Debian's 6.7, stdout and data-file-schema.xml
+    pw_versions = [FIXTURES / 'pw' / n for n in (
+        'aiida-qe/default_xml_190304', 'aiida-qe/tot_magnetization', 'aiida-qe/default_xml_211101',
+        'aiida-qe/default_xml_230310', 'aiida-qe/default_xml_240411', 'aiida-qe/default_xml_250521',
+        'debian_xml/al_smearing', 'debian_xml/si_scf_not_converged')]
+    crest_3 = [FIXTURES / 'crest' / 'qccodec' / n / 'crest.out' for n in ('v3_0_1_banner', 'v3_0_2_optimize')]
+    crest_3_xyz = [FIXTURES / 'crest' / 'qccodec' / 'v3_ensemble' / n for n in ('crest_conformers.xyz', 'crest_rotamers.xyz')]
     vasp_runs = [FIXTURES / 'vasp' / n for n in ('si-simple/outputs', 'elec-unconverged', 'unfinished')]
     crystal_runs = [FIXTURES / 'crystal' / n / 'main.out' for n in ('mgo_sto3g_scf', 'mgo_sto3g_opt', 'failed_scf')]
     return [
@@ -191,13 +198,15 @@ def targets(runs: pathlib.Path) -> list[Target]:
                feed='path', check=False),
         Target('xtb.read_xyz', 'xtb', xtb.read_xyz, [runs / 'opt' / 'xtbopt.xyz'], feed='path', check=False),
         Target('crest.parse_lines', 'crest', crest.parse_lines,
-               [r / 'crest.out' for r in crest_runs] + [FIXTURES / 'crest' / 'fail_overlap' / 'crest.out']),
+               [r / 'crest.out' for r in crest_runs] + [FIXTURES / 'crest' / 'fail_overlap' / 'crest.out'] + crest_3),
         Target('crest.read_energies', 'crest', crest.read_energies, [r / 'crest.energies' for r in crest_runs],
                feed='path', check=False),
-        Target('crest.read_frames', 'crest', crest.read_frames, [r / 'crest_conformers.xyz' for r in crest_runs],
-               feed='path', check=False),
-        Target('pw.parse_lines', 'pw', pw.parse_lines, [r / 'aiida.out' for r in pw_runs]
+        Target('crest.read_frames', 'crest', crest.read_frames, [r / 'crest_conformers.xyz' for r in crest_runs]
+               + crest_3_xyz, feed='path', check=False),
+        Target('pw.parse_lines', 'pw', pw.parse_lines, [r / 'aiida.out' for r in pw_runs + pw_versions]
                + [FIXTURES / 'pw' / 'o2_typo' / 'CRASH']),
+        Target('pw_xml.parse_chunks', 'pw', pw_xml.parse_chunks, [r / 'data-file-schema.xml' for r in pw_versions],
+               feed='chunks'),
         Target('vasp.parse_lines', 'vasp', vasp.parse_lines,
                [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')]),
         Target('vasp_xml.parse_chunks', 'vasp', vasp_xml.parse_chunks, [r / 'vasprun.xml' for r in vasp_runs],
@@ -230,6 +239,8 @@ def test_unmutated_seeds_parse_cleanly(real_runs, tmp_path):
     assert xtb.parse_path(real_runs / 'opt')['exit_label'] is None
     assert xtb.parse_path(real_runs / 'scc')['exit_label'] == 'ERROR_SCC_NOT_CONVERGED'
     assert pw.parse_path(FIXTURES / 'pw' / 'si_scf')['exit_label'] is None
+    assert pw_xml.parse_path(FIXTURES / 'pw' / 'debian_xml' / 'al_smearing')['exit_label'] is None
+    assert pw_xml.parse_path(FIXTURES / 'pw' / 'aiida-qe' / 'default_xml_250521')['exit_label'] is None
     assert vasp.parse_path(FIXTURES / 'vasp' / 'si-simple' / 'outputs')['exit_label'] is None
     assert crystal.parse_path(FIXTURES / 'crystal' / 'mgo_sto3g_scf')['exit_label'] is None
     assert crest.parse_path(FIXTURES / 'crest' / 'butane')['exit_label'] is None
