@@ -162,4 +162,7 @@ def test_cli_parse_json():
     assert data['energy'] == pytest.approx(-271.25962068879 * HARTREE_TO_EV, rel=1e-9)
     assert data['band_gap'] == pytest.approx(17.4781) and data['geometry_converged'] is True
     failed = json.loads(CliRunner().invoke(cmd_parse, ['crystal', str(FAILED)]).output)
-    assert (failed['exit_status'], failed['exit_message']) == (411, 'ERROR_SCF_FAILED')
+    # the label, then CRYSTAL's own words (exit_detail): ' ERROR **** OPTGEOM **** SCF FAILED - OPTGEOM STOP'
+    assert failed['exit_status'] == 411 and failed['exit_message'].startswith('ERROR_SCF_FAILED')
+    assert failed['exit_detail'] == last_line(FAILED, 'ERROR ****').strip()
+    assert failed['exit_detail'] in failed['exit_message']

@@ -196,6 +196,8 @@ class _Reader:
         elif 'ALPHA      ELECTRONS' in line or 'BETA       ELECTRONS' in line:
             self.channel = line.split()[0].lower()
         elif match := _CYCLE_GAP.match(line):
+            if self.channel != 'all':
+                self.gaps.pop('all', None)   # an open shell: the spin channels replace an earlier closed verdict
             self.gaps[self.channel] = (float(match.group(2)), match.group(1).lower())
         elif match := _FINAL_GAP.match(line):
             channel = (match.group(1) or 'all').strip().lower()
@@ -203,7 +205,11 @@ class _Reader:
                 self.gaps = {}
             self.gaps[channel] = (float(match.group(2)), None)
         elif match := _CONDUCTING.search(line):
-            self.gaps = {'all': (0.0, 'conducting')}
+            if self.channel == 'all':
+                self.gaps = {}
+            else:
+                self.gaps.pop('all', None)
+            self.gaps[self.channel] = (0.0, 'conducting')
             r['fermi_energy'] = float(match.group(1)) * HARTREE_TO_EV
         elif 'INSULATING STATE' in line and self.channel == 'all':
             r['fermi_energy'] = None
