@@ -298,12 +298,13 @@ def test_open_shells_run_and_a_refused_molecule_quotes_mopac(campaign_codes, sta
     assert table.loc['poh2', 'error_message'] == 'MOPAC: MISSING VAN DER WAALS RADIUS FOR PO (exit 432)'
     from aiida.common.links import LinkType
 
+    from aiida_grimperium.calculations.base import archived_file
     from aiida_grimperium.campaign import queries
 
     for mol_id, keyword in (('o2', 'TRIPLET'), ('methyl', 'DOUBLET')):
         pm7 = queries.molecule_nodes('open-shells', mol_id)['pm7']
         link = pm7.base.links.get_incoming(link_type=LinkType.CREATE).one()  # results__<key> of the MOPAC job
         job, key = link.node, link.link_label.split('__')[1]
-        assert {keyword, 'UHF'} <= set(job.base.repository.get_object_content(f'{key}.mop').splitlines()[0].split())
-        printed = HOF.findall(job.outputs.retrieved.base.repository.get_object_content(f'{key}.out'))
+        assert {keyword, 'UHF'} <= set(archived_file(job, f'{key}.mop').splitlines()[0].split())
+        printed = HOF.findall(archived_file(job, f'{key}.out'))
         assert table.loc[mol_id, 'most_stable_hof'] == pytest.approx(float(printed[0]), abs=5e-6)

@@ -41,12 +41,13 @@ HOF_TOLERANCE = 1e-5  # kcal/mol: MOPAC prints 5 decimals; same inputs and seed 
 INSPECT = r"""
 import json, re, sys
 from aiida import load_profile, orm
+from aiida_grimperium.calculations.base import archived_file
 from aiida_grimperium.calculations.mopac import MopacCalculation
 profile = load_profile(sys.argv[1])
 printed = {}
 for calc, in orm.QueryBuilder().append(MopacCalculation, project=['*']).all():  # one per batch
     for key, molecule in calc.inputs.molecules.get_dict().items():
-        text = calc.outputs.retrieved.base.repository.get_object_content(f'{key}.out')
+        text = archived_file(calc, f'{key}.out')
         printed[molecule['mol_id']] = [float(x) for x in re.findall(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+) KCAL/MOL', text)]
 jobs = [(c.process_label, c.exit_status) for c, in orm.QueryBuilder().append(orm.CalcJobNode, project=['*']).all()]
 print(json.dumps({'storage': profile.storage_backend, 'broker': profile.process_control_backend,

@@ -48,6 +48,7 @@ def test_campaign_through_ssh_with_a_checked_host_key(ssh_computer, started_daem
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
 
+    from aiida_grimperium.calculations.base import archived_file
     from aiida_grimperium.campaign import queries
     from aiida_grimperium.campaign.readers import active_controllers, read_molecules
     from aiida_grimperium.campaign.store import load_campaign
@@ -67,5 +68,5 @@ def test_campaign_through_ssh_with_a_checked_host_key(ssh_computer, started_daem
         pm7 = queries.molecule_nodes('slurm-ssh-campaign', mol_id)['pm7']
         mopac = next(job for job in jobs if job.process_label == 'MopacCalculation')
         key = next(k for k, m in mopac.inputs.molecules.get_dict().items() if m['mol_id'] == mol_id)
-        printed = HOF.findall(mopac.outputs.retrieved.base.repository.get_object_content(f'{key}.out'))  # over SSH
+        printed = HOF.findall(archived_file(mopac, f'{key}.out'))  # retrieved over SSH
         assert pm7['lowest_heat_of_formation_kcal_mol'] == pytest.approx(min(map(float, printed)), abs=1e-5)

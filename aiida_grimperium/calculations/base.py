@@ -132,6 +132,32 @@ class GrimperiumCalcJob(CalcJob):
             spec.exit_code(code.status, code.label, message=code.message)
 
 
+def archived_file(node, name: str) -> str:
+    """The text of file ``name`` of a batch job (``<key>.mop``, ``<key>.out``, ``m0001_c001.out``...), which the
+    job keeps in archives: its inputs in the node's repository, its outputs in ``retrieved``.
+
+    ``FileNotFoundError`` when no archive of the job holds it.
+    """
+    import io
+    import tarfile
+
+    folders = [node.base.repository]
+    if 'retrieved' in node.outputs:
+        folders.append(node.outputs.retrieved.base.repository)
+    for repository in folders:
+        for archive in repository.list_object_names():
+            if not archive.endswith(('.tar', '.tar.gz')):
+                continue
+            with tarfile.open(fileobj=io.BytesIO(repository.get_object_content(archive, mode='rb'))) as tar:
+                try:
+                    member = tar.extractfile(name)
+                except KeyError:
+                    continue
+                if member is not None:
+                    return member.read().decode('utf-8', errors='replace')
+    raise FileNotFoundError(f'no archive of {node.process_label}<{node.pk}> holds `{name}`')
+
+
 def molecule_symbols(inputs) -> list[str] | None:
     """Element symbols of the one geometry input (``structure`` or ``ensemble``); ``None`` unless exactly one is given."""
     if ('structure' in inputs) == ('ensemble' in inputs):

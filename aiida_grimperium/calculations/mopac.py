@@ -38,6 +38,9 @@ RESERVED_KEYWORDS = re.compile(
     r'PM7|PM6|PM6-D3H4|PM6-ORG|AM1|PM3|MNDO|RM1)(=|$)',
     re.IGNORECASE,
 )
+#: A batch job's MOPAC inputs (``<key>.mop``, unpacked when the job starts) and outputs (``<key>.out``).
+INPUTS_ARCHIVE = 'pm7_inputs.tar'
+OUTPUTS_ARCHIVE = 'mopac_outputs.tar.gz'
 #: One MOPAC keyword. ``\Z`` rather than ``$``, which would accept a trailing newline (an extra input line).
 KEYWORD = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_=.+\-,():]*\Z')
 
@@ -96,6 +99,21 @@ def validate_parameters(value: orm.Dict | None, _=None) -> str | None:
     except pydantic.ValidationError as exc:
         return f'invalid MOPAC parameters: {exc}'
     return None
+
+
+def tar_bytes(files: dict[str, str]) -> bytes:
+    """An uncompressed tar archive of ``{name: text}`` (the files of a batch job, in one input file)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as archive:
+        for name, text in files.items():
+            data = text.encode('utf-8')
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def validate_molecules(value) -> str | None:
@@ -185,33 +203,49 @@ class MopacCalculation(GrimperiumCalcJob):
     def prepare_for_submission(self, folder):
         parameters = MopacParameters.model_validate(self.inputs.parameters.get_dict() if 'parameters' in self.inputs else {})
         if 'ensembles' in self.inputs:
+            # one input file and one archive of outputs for the whole batch (AiiDA stores, hashes and copies a
+            # job's files one by one): the inputs go in INPUTS_ARCHIVE, unpacked when the job starts; the parser
+            # reads the outputs from the temporary retrieval, and OUTPUTS_ARCHIVE keeps them
             molecules = self.inputs.molecules.get_dict()
-            names, codes_info = [], []
+            texts, codes_info = {}, []
             for key, ensemble in self.inputs.ensembles.items():
                 molecule = molecules[key]
                 symbols, frames = ensemble_frames(ensemble)
                 if 'num_conformers' in self.inputs:
                     frames = frames[: self.inputs.num_conformers.value]
                 keywords = parameters.keyword_line(int(molecule['charge']), int(molecule['multiplicity']))
-                self.write_input(folder, f'{key}.mop', keywords, parameters, symbols, frames)
+                texts[f'{key}.mop'] = self.input_text(keywords, parameters, symbols, frames)
                 codes_info.append(self.code_info(f'{key}.mop', f'{key}.stdout'))
-                names += [f'{key}.out', f'{key}.stdout']
-        else:
-            keywords = parameters.keyword_line(self.inputs.charge.value, self.inputs.multiplicity.value)
-            symbols, frames = self.geometries()
-            self.write_input(folder, self.options.input_filename, keywords, parameters, symbols, frames)
-            codes_info = [self.code_info(self.options.input_filename, 'mopac.stdout')]
-            names = [self.options.output_filename, 'mopac.stdout']
+            with folder.open(INPUTS_ARCHIVE, 'wb') as handle:
+                handle.write(tar_bytes(texts))
+            outputs = [f'{key}.out' for key in self.inputs.ensembles]
+            calcinfo = CalcInfo()
+            calcinfo.codes_info = codes_info
+            calcinfo.retrieve_list = [OUTPUTS_ARCHIVE]
+            calcinfo.retrieve_temporary_list = outputs
+            calcinfo.prepend_text = '\n'.join(filter(None, [threads_prepend_text(self.inputs.metadata.options),
+                                                            f'tar -xf {INPUTS_ARCHIVE}']))
+            calcinfo.append_text = f'tar -czf {OUTPUTS_ARCHIVE} ' + ' '.join(outputs)
+            return calcinfo
 
+        keywords = parameters.keyword_line(self.inputs.charge.value, self.inputs.multiplicity.value)
+        symbols, frames = self.geometries()
+        self.write_input(folder, self.options.input_filename, keywords, parameters, symbols, frames)
         calcinfo = CalcInfo()
-        calcinfo.codes_info = codes_info
-        calcinfo.retrieve_list = names
+        calcinfo.codes_info = [self.code_info(self.options.input_filename, 'mopac.stdout')]
+        calcinfo.retrieve_list = [self.options.output_filename, 'mopac.stdout']
         calcinfo.prepend_text = threads_prepend_text(self.inputs.metadata.options)  # MOPAC is OpenMP + OpenBLAS
         return calcinfo
 
     @staticmethod
     def write_input(folder, name: str, keywords: str, parameters: MopacParameters, symbols, frames) -> None:
         """One MOPAC input file with a job per geometry of ``frames``."""
+        with folder.open(name, 'w', encoding='utf-8') as handle:
+            handle.write(MopacCalculation.input_text(keywords, parameters, symbols, frames))
+
+    @staticmethod
+    def input_text(keywords: str, parameters: MopacParameters, symbols, frames) -> str:
+        """The text of a MOPAC input with a job per geometry of ``frames``."""
         jobs = [
             {
                 'title': f'geometry {index + 1} of {len(frames)}',
@@ -220,8 +254,7 @@ class MopacCalculation(GrimperiumCalcJob):
             for index, frame in enumerate(frames)
         ]
         flag = 1 if parameters.task == 'optimization' else 0
-        with folder.open(name, 'w', encoding='utf-8') as handle:
-            handle.write(render('mopac/input.mop.j2', jobs=jobs, keywords=keywords, flag=flag))
+        return render('mopac/input.mop.j2', jobs=jobs, keywords=keywords, flag=flag)
 
     def code_info(self, input_name: str, stdout: str) -> CodeInfo:
         codeinfo = CodeInfo()

@@ -47,6 +47,14 @@ EMBEDDING_DEFAULTS = {'num_conformers': 10, 'seed': 0xF00D, 'prune_rmsd': 0.1}
 REFINE_KEYS = {'energy_window', 'rmsd_threshold', 'mirror_images', 'top_n', 'temperature', 'engine'}
 #: The input file (kept in the job's repository) that lists the molecules RDKit could not embed, with its reason.
 EMBEDDING_ERRORS_FILE = 'embedding_errors.json'
+#: A ``molecules`` job's conformers (one XYZ frame per xtb call, named by its namespace), and its outputs.
+CONFORMERS_FILE = 'conformers.xyz'
+OUTPUTS_ARCHIVE = 'xtb_outputs.tar.gz'
+#: Shell lines of a ``molecules`` job: one XYZ file per frame of CONFORMERS_FILE before the calls (the frame's
+#: comment line is its name), the stdout of every call into OUTPUTS_ARCHIVE after them.
+SPLIT_CONFORMERS = ("awk 'left == 0 {n = $1; getline name; file = name \".xyz\"; print n > file; print name > file; "
+                    "left = n; next} {print > file; left--; if (left == 0) close(file)}' " + CONFORMERS_FILE)
+ARCHIVE_OUTPUTS = f'tar -czf {OUTPUTS_ARCHIVE} *_c*.out'
 
 
 def namespace(index: int) -> str:
@@ -225,10 +233,19 @@ class XtbCalculation(GrimperiumCalcJob):
         calcinfo.retrieve_list = retrieve
         calcinfo.retrieve_temporary_list = temporary
         calcinfo.prepend_text = threads_prepend_text(options)
+        if 'molecules' in self.inputs:
+            calcinfo.prepend_text = '\n'.join(filter(None, [calcinfo.prepend_text, SPLIT_CONFORMERS]))
+            calcinfo.append_text = ARCHIVE_OUTPUTS
         return calcinfo
 
     def _prepare_molecules(self, folder, params: dict, threads: int):
-        """One xtb call per conformer of every molecule, each with the molecule's charge and spin."""
+        """One xtb call per conformer of every molecule, each with the molecule's charge and spin.
+
+        A batch is hundreds of xtb calls: their inputs go in one file, ``conformers.xyz`` (split into one file
+        per call at the start of the job), and their outputs come back as one archive, ``xtb_outputs.tar.gz``
+        (the parser reads the files themselves from the temporary retrieval). AiiDA stores, hashes and copies
+        every file of a job one by one: two files instead of a thousand.
+        """
         import json
 
         from ..chemistry import check_charge_multiplicity, xyz_text
@@ -236,7 +253,7 @@ class XtbCalculation(GrimperiumCalcJob):
 
         optimise = params.get('task', 'single_point') == 'optimization'
         settings = {**EMBEDDING_DEFAULTS, **(self.inputs.embedding.get_dict() if 'embedding' in self.inputs else {})}
-        codes_info, retrieve, temporary, errors = [], [], [], {}
+        codes_info, frames_text, errors = [], [], {}
         for key, molecule in self.inputs.molecules.get_dict().items():
             charge, multiplicity = int(molecule['charge']), int(molecule['multiplicity'])
             try:  # a molecule RDKit cannot embed fails alone; the reason is kept for the parser
@@ -249,12 +266,12 @@ class XtbCalculation(GrimperiumCalcJob):
             args = command_line(params, charge, multiplicity, threads)
             for index, frame in enumerate(frames):
                 name = molecule_namespace(key, index)
-                folder.create_file_from_filelike(_text(xyz_text(symbols, frame, name)), f'{name}.xyz', 'w')
+                frames_text.append(xyz_text(symbols, frame, name))
                 codes_info.append(self._code_info([f'{name}.xyz', *args, '--namespace', name], f'{name}.out', f'{name}.err'))
-                retrieve.append(f'{name}.out')
-                temporary += [f'{name}.err'] + ([f'{name}.xtbopt.xyz'] if optimise else [])
+        folder.create_file_from_filelike(_text(''.join(frames_text)), CONFORMERS_FILE, 'w')
         folder.create_file_from_filelike(_text(json.dumps(errors, indent=1)), EMBEDDING_ERRORS_FILE, 'w')
-        return codes_info, retrieve, temporary
+        temporary = ['*_c*.out', '*_c*.err'] + (['*_c*.xtbopt.xyz'] if optimise else [])
+        return codes_info, [OUTPUTS_ARCHIVE], temporary
 
     def _conformers(self):
         """Symbols and frames of the ensemble: the input's, or RDKit's conformers of ``smiles``."""

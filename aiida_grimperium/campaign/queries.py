@@ -1,9 +1,10 @@
 """QueryBuilder recipes for the questions asked most often of a campaign (shown in docs/campaigns.md).
 
-Each recipe is one projection: campaign group → its controllers → their batches → the per-molecule nodes the
-batches return (``summaries.<key>``, ``ensembles.<key>``, ``pm7.<key>``, ``structures.<key>``), each of which
-carries the attribute ``mol_id``. When a molecule ran more than once, its latest run wins (batches are read in
-pk order). No node is loaded unless asked for.
+Each recipe is one projection: campaign group → its controllers → their batches → the job (or calcfunction) a
+batch called → the per-molecule nodes it made, each with the attribute ``mol_id``: ``summaries`` (the
+``summarize`` calcfunction's outputs), ``ensembles`` (the xtb job's ``ensembles.<key>``), ``pm7`` and
+``structures`` (the MOPAC job's ``results.<key>`` and ``structures.<key>``). When a molecule ran more than
+once, its latest run wins (batches are read in pk order). No node is loaded unless asked for.
 """
 from __future__ import annotations
 
@@ -11,20 +12,33 @@ from aiida import orm
 
 from .readers import record_rows
 
+#: What a batch called (its call link label), the node class and the output link labels of each kind.
+KINDS = {
+    'summaries': ('summarize', orm.Dict, '%'),
+    'ensembles': ('conformers', orm.TrajectoryData, 'ensembles__%'),
+    'pm7': ('pm7', orm.Dict, 'results__%'),
+    'structures': ('pm7', orm.StructureData, 'structures__%'),
+}
 
-def batch_outputs(group_label: str, namespace: str, node_class=orm.Dict, project=('attributes',),
-                  mol_id: str | None = None) -> orm.QueryBuilder:
-    """A query of the per-molecule outputs ``namespace`` (``summaries``, ``ensembles``, ``pm7``, ``structures``)
-    of the campaign's batches; rows are ``(batch pk, *project)``."""
+
+def batch_outputs(group_label: str | None, kind: str, project=('attributes',), mol_id: str | None = None,
+                  batch_pks: list[int] | None = None) -> orm.QueryBuilder:
+    """A query of the per-molecule nodes of ``kind`` (:data:`KINDS`) of the campaign's batches (or of the batches
+    ``batch_pks``); rows are ``(batch pk, *project)``."""
     from ..workchains.batch import ConformerBatchWorkChain
     from ..workchains.campaign import CampaignWorkChain
 
+    call_label, node_class, output_labels = KINDS[kind]
     query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'label': group_label}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', tag='controller')
-    query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch', project=['id'])
+    if batch_pks is None:
+        query.append(orm.Group, filters={'label': group_label}, tag='group')
+        query.append(CampaignWorkChain, with_group='group', tag='controller')
+        query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch', project=['id'])
+    else:
+        query.append(ConformerBatchWorkChain, filters={'id': {'in': batch_pks}}, tag='batch', project=['id'])
+    query.append(orm.ProcessNode, with_incoming='batch', edge_filters={'label': call_label}, tag='job')
     filters = {'attributes.mol_id': mol_id} if mol_id is not None else {}
-    query.append(node_class, with_incoming='batch', edge_filters={'label': {'like': f'{namespace}__%'}},
+    query.append(node_class, with_incoming='job', edge_filters={'label': {'like': output_labels}},
                  filters=filters, project=list(project))
     query.order_by({'batch': {'id': 'asc'}})
     return query
@@ -63,11 +77,10 @@ def dft_band_gaps(group_label: str) -> dict[str, float]:
 
 def molecule_nodes(group_label: str, mol_id: str) -> dict[str, orm.Node]:
     """The nodes of one molecule's latest run: ``summary``, ``ensemble``, ``pm7`` and ``structure`` (as far as it got)."""
-    kinds = {'summary': ('summaries', orm.Dict), 'ensemble': ('ensembles', orm.TrajectoryData),
-             'pm7': ('pm7', orm.Dict), 'structure': ('structures', orm.StructureData)}
+    kinds = {'summary': 'summaries', 'ensemble': 'ensembles', 'pm7': 'pm7', 'structure': 'structures'}
     nodes = {}
-    for name, (namespace, node_class) in kinds.items():
-        rows = batch_outputs(group_label, namespace, node_class, project=('*',), mol_id=mol_id).all()
+    for name, kind in kinds.items():
+        rows = batch_outputs(group_label, kind, project=('*',), mol_id=mol_id).all()
         if rows:
             nodes[name] = rows[-1][1]
     return nodes

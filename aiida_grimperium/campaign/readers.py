@@ -4,8 +4,8 @@ A campaign group holds the **records** (``Dict`` nodes, extra ``grimperium_recor
 batch's worth of molecules each) and the **controllers** (:class:`~aiida_grimperium.workchains.campaign.
 CampaignWorkChain`) that ran them; each controller calls :class:`~aiida_grimperium.workchains.batch.
 ConformerBatchWorkChain` batches, whose ``molecules`` input is a record (first runs) or a ``Dict`` of the rows
-to run again (reruns: each row names its record, ``record``), and whose ``summaries.<key>`` are the molecules'
-results. Four projections read all of it, each a few thousand rows per 100 000 molecules but the summaries:
+to run again (reruns: each row names its record, ``record``), and whose ``summarize`` calcfunction made the
+molecules' summaries. Four projections read all of it, each a few thousand rows per 100 000 molecules but the summaries:
 no node is loaded.
 
 A molecule's **current row** is the one of its newest record (``campaign submit --update`` adds a record that
@@ -116,8 +116,8 @@ def read_molecules(group: orm.Group) -> dict[str, CampaignMolecule]:
 
     summaries: dict[int, dict[str, dict]] = {}
     query = _batches_query(group)
-    query.append(orm.Dict, with_incoming='batch', edge_filters={'label': {'like': 'summaries__%'}},
-                 project=['attributes'])
+    query.append(orm.CalcFunctionNode, with_incoming='batch', edge_filters={'label': 'summarize'}, tag='summarize')
+    query.append(orm.Dict, with_incoming='summarize', project=['attributes'])
     for *batch, summary in query.iterall():
         summaries.setdefault(batch[0], {})[summary.get('mol_id')] = summary
 

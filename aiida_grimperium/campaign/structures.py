@@ -16,6 +16,7 @@ import re
 from aiida import orm
 
 from ..structures import ensemble_frames, structure_symbols_positions
+from .queries import batch_outputs
 from .readers import read_molecules
 
 SAFE_FILE_NAME = re.compile(r'[^A-Za-z0-9_.+-]')
@@ -70,17 +71,14 @@ def write_structures(group: orm.Group, folder: str | pathlib.Path) -> int:
     last_batch = {mol_id: m.runs[-1].batch_pk for mol_id, m in molecules.items() if m.runs}
     smiles = {mol_id: m.row['smiles'] for mol_id, m in molecules.items()}
     written = set()
-    for label_like, kind in (('ensembles__%', orm.TrajectoryData), ('structures__%', orm.StructureData)):
-        query = orm.QueryBuilder()
-        query.append(orm.ProcessNode, filters={'id': {'in': sorted(set(last_batch.values()))}}, tag='batch',
-                     project=['id'])
-        query.append(kind, with_incoming='batch', edge_filters={'label': {'like': label_like}}, project=['*'])
+    for kind in ('ensembles', 'structures'):
+        query = batch_outputs(None, kind, project=('*',), batch_pks=sorted(set(last_batch.values())))
         for batch_pk, node in query.iterall():
             mol_id = node.base.attributes.get('mol_id', None)
             if mol_id is None or last_batch.get(mol_id) != batch_pk:
                 continue
             stem = file_stem(mol_id)
-            if kind is orm.TrajectoryData:
+            if kind == 'ensembles':
                 (folder / f'{stem}.ensemble.xyz').write_text(ensemble_xyz(node, mol_id), encoding='utf-8')
             else:
                 text = structure_sdf(node, smiles[mol_id], mol_id)

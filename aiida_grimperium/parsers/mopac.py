@@ -1,7 +1,10 @@
 """``grimperium.mopac`` parser: thin layer over :mod:`aiida_grimperium.parsers.raw.mopac`."""
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
+from aiida.engine import ExitCode
 
 from ..structures import make_ensemble, molecule_structure
 from .base import GrimperiumParser
@@ -21,6 +24,10 @@ LIST_KEYS = {
 }
 
 
+#: Per-molecule keys of a ``molecules`` job that ``output_parameters['molecules'][key]`` repeats from its results.
+VERDICT_KEYS = ('heats_of_formation_kcal_mol', 'lowest_heat_of_formation_kcal_mol')
+
+
 class MopacParser(GrimperiumParser):
     """Stores ``output_parameters`` and the final geometries, then returns the raw parser's verdict."""
 
@@ -28,7 +35,7 @@ class MopacParser(GrimperiumParser):
 
     def parse(self, **kwargs):
         if 'molecules' in self.inputs:
-            return self.parse_molecules()
+            return self.parse_molecules(kwargs.get('retrieved_temporary_folder'))
         output = self.node.get_option('output_filename')
         result = self.parse_retrieved(raw.parse_path, [output], output)
         label = result.pop('exit_label', None)
@@ -40,13 +47,14 @@ class MopacParser(GrimperiumParser):
         self.store_geometries(result)
         return self.exit_for(label)
 
-    def parse_molecules(self):
-        """Each molecule's own output ``<key>.out``: its results, its lowest geometry, its verdict in MOPAC's words.
-        The job fails only when every molecule did."""
+    def parse_molecules(self, temporary) -> ExitCode:
+        """Each molecule's own output ``<key>.out`` (in the temporary retrieval; the job keeps them as one archive):
+        its results, its lowest geometry, its verdict in MOPAC's words. The job fails only when every molecule did."""
         molecules = self.inputs.molecules.get_dict()
+        folder = pathlib.Path(str(temporary))  # AiiDA may pass None
         verdicts, labels = {}, []
         for key, molecule in molecules.items():
-            result = self.parse_retrieved(raw.parse_path, [f'{key}.out'], f'{key}.out')
+            result = raw.parse_path(folder / f'{key}.out')
             label = result.pop('exit_label', None)
             verdict = {'mol_id': molecule['mol_id'], 'status': 'OK' if label is None else 'FAILED'}
             if label is not None:
@@ -58,6 +66,8 @@ class MopacParser(GrimperiumParser):
             if result.get('jobs'):
                 summary = {**self.summary(result), 'mol_id': molecule['mol_id'], **verdict}
                 self.out(f'results.{key}', self.dict_node(summary))
+                # the numbers a campaign's summary needs, also in the job's one output_parameters
+                verdict.update({name: summary.get(name) for name in VERDICT_KEYS if summary.get(name) is not None})
                 if label is None:
                     best = self.lowest_job(result)
                     if best is not None:

@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 
-from ..calculations.xtb import EMBEDDING_ERRORS_FILE, molecule_namespace, namespace
+from ..calculations.xtb import CONFORMERS_FILE, EMBEDDING_ERRORS_FILE, molecule_namespace, namespace
 from ..ensembles import DEFAULT_TEMPERATURE, refine, refine_summary
 from ..structures import ensemble_frames, make_ensemble, molecule_structure
 from .base import GrimperiumParser, copy_objects
@@ -103,15 +103,12 @@ class XtbParser(GrimperiumParser):
         import json
 
         optimise = params.get('task', 'single_point') == 'optimization'
-        present = set(self.node.base.repository.list_object_names())
-        embedding_errors = {}
-        if EMBEDDING_ERRORS_FILE in present:
-            embedding_errors = json.loads(self.node.base.repository.get_object_content(EMBEDDING_ERRORS_FILE))
-        names = {key: [] for key in self.inputs.molecules.keys()}
-        for key, files in names.items():
-            while f'{molecule_namespace(key, len(files))}.xyz' in present:
-                files.append(f'{molecule_namespace(key, len(files))}.xyz')
-        copy_objects(self.node, [name for files in names.values() for name in files], folder)
+        repository = self.node.base.repository
+        present = set(repository.list_object_names())
+        embedding_errors = json.loads(repository.get_object_content(EMBEDDING_ERRORS_FILE)) \
+            if EMBEDDING_ERRORS_FILE in present else {}
+        # the conformers each call started from: the frames of the job's one input file, by name
+        started = raw.read_xyz_frames(repository.get_object_content(CONFORMERS_FILE)) if CONFORMERS_FILE in present else {}
         settings = self.inputs.refine.get_dict() if 'refine' in self.inputs else {}
         molecules, labels = {}, []
         for key, molecule in self.inputs.molecules.get_dict().items():
@@ -122,12 +119,12 @@ class XtbParser(GrimperiumParser):
                 labels.append('ERROR_FATAL_ERROR')
                 continue
             runs, frames, symbols = [], [], []
-            for index, name in enumerate(names[key]):
-                geometry = raw.read_xyz(folder / name)  # the conformer the run started from
-                stdout, stderr, xtbopt = raw.run_files(folder, molecule_namespace(key, index))
+            while molecule_namespace(key, len(runs)) in started:
+                name = molecule_namespace(key, len(runs))
+                symbols, frame = started[name]
+                stdout, stderr, xtbopt = raw.run_files(folder, name)
                 runs.append(raw.parse_run(stdout, stderr, xtbopt if optimise else None))
-                frames.append(geometry[1] if geometry else None)
-                symbols = geometry[0] if geometry else symbols
+                frames.append(frame)
             result = raw.summarise(runs)
             good = [i for i in range(len(runs)) if i not in result['failed_geometries']
                     and (runs[i].get('positions') if optimise else frames[i]) is not None]

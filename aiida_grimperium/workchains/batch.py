@@ -13,11 +13,14 @@ A campaign runs its molecules in batches. For a batch of N molecules (engine ``r
 With engine ``crest`` step 1 is one :class:`~.conformers.ConformerSearchWorkChain` per molecule (CREST takes
 minutes per molecule: nothing to gain from a shared job); the rest is the same.
 
-Every molecule keeps its own nodes: ``ensembles.<key>`` (made by the xtb job or the CREST search),
-``structures.<key>`` and ``pm7.<key>`` (made by the MOPAC job) and ``summaries.<key>`` (made by the
-calcfunction), each with the attribute ``mol_id``. A molecule that fails does not stop the others: its summary
-says which stage failed and the code's own message. The batch then ends with 410 (some failed) or 411 (all).
-The stage the batch has reached is its ``stage`` extra (``grimperium campaign status`` reads it).
+Every molecule keeps its own nodes, each with the attribute ``mol_id``: its ensemble (the xtb job's
+``ensembles.<key>``; with CREST, its search's ``ensemble``), its PM7 results and geometry (the MOPAC job's
+``results.<key>`` and ``structures.<key>``) and its summary (the calcfunction's ``<key>``). The batch returns
+none of them again: AiiDA checks every link with queries of its own, and a batch of 50 molecules would add 200
+links (a third of its bookkeeping) for what the QueryBuilder finds through the jobs
+(:mod:`aiida_grimperium.campaign.queries`). A molecule that fails does not stop the others: its summary says
+which stage failed and the code's own message. The batch then ends with 410 (some failed) or 411 (all). The
+stage the batch has reached is its ``stage`` extra.
 """
 from __future__ import annotations
 
@@ -36,6 +39,19 @@ from .dft import DftWorkChain
 def duration_seconds(node: orm.ProcessNode) -> float:
     """Wall time of a finished process node (creation to last modification)."""
     return (node.mtime - node.ctime).total_seconds()
+
+
+def batch_summaries(batch: orm.WorkflowNode) -> dict[str, orm.Dict]:
+    """``{key: summary}`` of a finished batch (the outputs of its ``summarize`` calcfunction), in one query."""
+    from aiida.common.links import LinkType
+
+    query = orm.QueryBuilder()
+    query.append(orm.WorkflowNode, filters={'id': batch.pk}, tag='batch')
+    query.append(orm.CalcFunctionNode, with_incoming='batch', edge_filters={'label': 'summarize'}, tag='summarize')
+    query.append(orm.Dict, with_incoming='summarize', edge_filters={'type': LinkType.CREATE.value},
+                 edge_project=['label'], project=['*'], tag='summary', edge_tag='link')
+    # .all(): a generator left open by an error would keep the storage session's read transaction
+    return {row['link']['label']: row['summary']['*'] for row in query.dict()}
 
 
 def job_message(node: orm.ProcessNode) -> str:
@@ -86,13 +102,6 @@ class ConformerBatchWorkChain(WorkChain):
             ),
             cls.summarize,
         )
-        spec.output_namespace('ensembles', valid_type=orm.TrajectoryData, dynamic=True,
-                              help='Each molecule\'s conformer ensemble, lowest first.')
-        spec.output_namespace('pm7', valid_type=orm.Dict, dynamic=True, help='Each molecule\'s MOPAC results.')
-        spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True,
-                              help='Each molecule\'s PM7 geometry of its most stable conformer.')
-        spec.output_namespace('summaries', valid_type=orm.Dict, dynamic=True,
-                              help='Each molecule\'s summary (the row of the campaign export).')
         spec.exit_code(400, 'ERROR_INVALID_INPUTS', message='{message}')
         spec.exit_code(410, 'ERROR_SOME_MOLECULES_FAILED', message='{failed} of {total} molecules failed.')
         spec.exit_code(411, 'ERROR_ALL_MOLECULES_FAILED', message='All {total} molecules failed.')
@@ -178,7 +187,6 @@ class ConformerBatchWorkChain(WorkChain):
     def keep_ensemble(self, key: str, ensemble: orm.TrajectoryData) -> None:
         self.ctx.ensembles[key] = ensemble
         self.ctx.info[key]['conformer_search_status'] = 'SUCCESS'
-        self.out(f'ensembles.{key}', ensemble)
 
     def has_ensembles(self):
         return bool(self.ctx.ensembles)
@@ -200,20 +208,17 @@ class ConformerBatchWorkChain(WorkChain):
         node = self.ctx.mopac
         outputs = outputs_of(node)
         verdicts = outputs['output_parameters'].get('molecules', {}) if 'output_parameters' in outputs else {}
+        if 'output_parameters' in outputs:
+            self.ctx.results['pm7'] = outputs['output_parameters']
         self.ctx.structures = {}
         for key in self.ctx.ensembles:
             info = self.ctx.info[key]
             info['mopac_time_s'] = duration_seconds(node)  # the batch's job
-            results = outputs.get(f'results__{key}')
-            if results is not None:
-                self.ctx.results[f'pm7_{key}'] = results
-                self.out(f'pm7.{key}', results)
             verdict = verdicts.get(key, {})
             structure = outputs.get(f'structures__{key}')
             if verdict.get('status') == 'OK' and structure is not None:
                 info['mopac_status'] = 'OK'
                 self.ctx.structures[key] = structure
-                self.out(f'structures.{key}', structure)
             else:
                 reason = verdict.get('error_message') or job_message(node)
                 self.fail_molecule(key, 'mopac', f'MOPAC: {reason}')
@@ -253,9 +258,7 @@ class ConformerBatchWorkChain(WorkChain):
     def summarize(self):
         """Each molecule's summary, made from the jobs' outputs by one calcfunction; then the batch's verdict."""
         self.set_stage('done')
-        summaries = summarize_batch(info=orm.Dict(self.ctx.info), **self.ctx.results,
-                                    metadata={'call_link_label': 'summarize'})
-        self.out('summaries', summaries)
+        summarize_batch(info=orm.Dict(self.ctx.info), **self.ctx.results, metadata={'call_link_label': 'summarize'})
         failed = sum(1 for info in self.ctx.info.values() if 'error_message' in info)
         total = len(self.ctx.info)
         if failed == total:

@@ -14,8 +14,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, while_
 
-from .base import outputs_of
-from .batch import ConformerBatchWorkChain
+from .batch import ConformerBatchWorkChain, batch_summaries
 
 RECORDS_EXTRA = 'grimperium_records'
 
@@ -84,9 +83,9 @@ class CampaignWorkChain(WorkChain):
             node = self.ctx[label]
             molecules = node.inputs.molecules
             is_record = molecules.base.extras.get(RECORDS_EXTRA, False)
-            outputs = outputs_of(node)
+            summaries = batch_summaries(node)
             for key, row in molecules.get_dict().items():
-                summary = outputs.get(f'summaries__{key}')
+                summary = summaries.get(key)
                 if summary is not None and 'error_message' not in summary.get_dict():
                     continue
                 mol_id = row['mol_id']

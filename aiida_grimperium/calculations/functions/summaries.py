@@ -76,16 +76,18 @@ def summarize_batch(info: orm.Dict, **results: orm.Data) -> dict:
 
     ``info``: ``{key: {mol_id, statuses, times, error_message...}}``; ``results``: ``search`` (the conformer
     job's ``output_parameters``, with the summary of each molecule under ``molecules``) or ``search_<key>`` (one
-    search per molecule), ``pm7_<key>`` (MOPAC's results of that molecule), ``dft_energy_<key>`` and
-    ``dft_band_gap_<key>`` (``Float``).
+    search per molecule), ``pm7`` (the MOPAC job's ``output_parameters``, each molecule's heats of formation
+    under ``molecules``), ``dft_energy_<key>`` and ``dft_band_gap_<key>`` (``Float``). Two or three inputs for
+    the whole batch: AiiDA validates every link with queries of its own.
     """
     searches = results['search'].get_dict().get('molecules', {}) if 'search' in results else {}
     for name, node in results.items():
         if name.startswith('search_'):
             searches[name[len('search_'):]] = node.get_dict()
+    heats = results['pm7'].get_dict().get('molecules', {}) if 'pm7' in results else {}
     outputs = {}
     for key, molecule in info.get_dict().items():
-        pm7 = results[f'pm7_{key}'].get_dict() if f'pm7_{key}' in results else None
+        pm7 = heats.get(key)
         dft = {name: results[f'dft_{name}_{key}'].value for name in ('energy', 'band_gap') if f'dft_{name}_{key}' in results}
         outputs[key] = orm.Dict(molecule_summary(molecule, searches.get(key), pm7, dft))
     return outputs

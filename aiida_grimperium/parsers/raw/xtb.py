@@ -222,6 +222,25 @@ def read_xyz(path: pathlib.Path) -> tuple[list[str], list[list[float]], str] | N
     return symbols, positions, comment
 
 
+def read_xyz_frames(text: str) -> dict[str, tuple[list[str], list[list[float]]]]:
+    """``{comment: (symbols, positions)}`` of every complete frame of a multi-frame XYZ text; stops at the first
+    frame it cannot read (never raises)."""
+    frames, lines, index = {}, text.splitlines(), 0
+    while index < len(lines):
+        try:
+            count = int(lines[index].split()[0])
+            atoms = [line.split() for line in lines[index + 2:index + 2 + count]]
+            symbols = [fields[0].capitalize() for fields in atoms]
+            positions = [[float(x) for x in fields[1:4]] for fields in atoms]
+        except (ValueError, IndexError):
+            break
+        if len(atoms) != count or any(len(p) != 3 for p in positions):
+            break
+        frames[lines[index + 1].strip()] = (symbols, positions)
+        index += 2 + count
+    return frames
+
+
 def parse_run(stdout: pathlib.Path, stderr: pathlib.Path | None = None, xtbopt: pathlib.Path | None = None) -> dict:
     """Judge one xtb run from its stdout, its stderr (the termination line) and, for optimisations, xtbopt.xyz."""
     result = parse_file(stdout, parse_lines)
@@ -307,4 +326,4 @@ def parse_path(path) -> dict:
     return parse_run(stdout, stderr if stderr.is_file() else None, xtbopt)
 
 
-__all__ = ['EXIT_CODES', 'parse_lines', 'parse_path', 'parse_run', 'summarise', 'read_xyz']
+__all__ = ['EXIT_CODES', 'parse_lines', 'parse_path', 'parse_run', 'summarise', 'read_xyz', 'read_xyz_frames']
