@@ -140,7 +140,7 @@ def test_real_campaign_on_the_daemon(campaign_codes, started_daemon_client, tmp_
     codes = [f'--code={name}={code.full_label}' for name, code in campaign_codes.items()]
 
     result = invoke('campaign', 'submit', csv_path, '--group', 'c1', '--num-conformers', 4, '--max-reruns', 1,
-                    '--batch-size', 3, *codes)
+                    '--batch-size', 3, '--max-active', 2, *codes)
     assert result.exit_code == 0, result.output
     assert '6 molecule(s) stored in 2 batch(es)' in result.output, result.output
     wait_for('c1', timeout=600)

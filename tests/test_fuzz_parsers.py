@@ -1,6 +1,7 @@
 """Fuzzing every raw parser with truncated and byte-mutated REAL outputs: no exception may escape.
 
-The seeds are real outputs: the recorded CREST (2.12, 3.0.x), pw.x (6.3-7.5 stdout and XML), VASP and CRYSTAL runs in ``tests/fixtures`` and MOPAC and
+The seeds are real outputs: the recorded CREST (2.12, 3.0.x), pw.x (6.3-7.5 stdout and XML), VASP (5.4-6.4) and
+CRYSTAL (14, 17, 22) runs in ``tests/fixtures`` and MOPAC and
 xtb outputs that the real binaries write once per module. Every case is a seeded, reproducible mutation of one
 seed (cut at a random byte, random bytes overwritten, lines dropped / repeated / swapped, numbers replaced by
 overflow fields, ``nan``, ``1e999``, 5000-digit integers, ...). The parser's entry point is called DIRECTLY
@@ -189,7 +190,18 @@ def targets(runs: pathlib.Path) -> list[Target]:
     crest_3 = [FIXTURES / 'crest' / 'qccodec' / n / 'crest.out' for n in ('v3_0_1_banner', 'v3_0_2_optimize')]
     crest_3_xyz = [FIXTURES / 'crest' / 'qccodec' / 'v3_ensemble' / n for n in ('crest_conformers.xyz', 'crest_rotamers.xyz')]
     vasp_runs = [FIXTURES / 'vasp' / n for n in ('si-simple/outputs', 'elec-unconverged', 'unfinished')]
+    # VASP 5.4.4-6.4.1 outputs and error messages (custodian, aiida-vasp; tests/fixtures/README-vasp-crystal.md)
+    vasp_versions = FIXTURES / 'vasp' / 'versions'
+    vasp_text = [vasp_versions / 'stdout_errors' / n for n in (
+        'vasp.edddav2', 'vasp.hnform', 'vasp.rhosyg', 'vasp.point_group', 'vasp.too_few_bands_round_error')] + [
+        vasp_versions / 'vasp620_relax' / 'OUTCAR', vasp_versions / 'vasp620_relax' / 'vasp_output',
+        vasp_versions / 'vasp641_outcar_cut' / 'OUTCAR']
+    vasp_xml = [vasp_versions / 'vasp621_vasprun' / 'vasprun.xml', vasp_versions / 'vasp620_relax' / 'vasprun.xml']
     crystal_runs = [FIXTURES / 'crystal' / n / 'main.out' for n in ('mgo_sto3g_scf', 'mgo_sto3g_opt', 'failed_scf')]
+    # CRYSTAL14, 17 and 22 outputs (tests/fixtures/README-vasp-crystal.md)
+    crystal_runs += [FIXTURES / 'crystal' / 'versions' / f'{n}.out' for n in (
+        'crystal22_mgo_opt', 'crystal17_scf_maxcyc', 'crystal17_scf_failed_optgeom', 'crystal17_geom_failed_cut',
+        'crystal17_error_inp12b')]
     return [
         Target('mopac.parse_lines', 'mopac', mopac.parse_lines, [runs / 'aiida.out'] + MOPAC_SEEDS),
         Target('xtb.parse_lines', 'xtb', xtb.parse_lines, [runs / n / 'aiida.out' for n in ('opt', 'scc', 'fatal')]
@@ -208,11 +220,11 @@ def targets(runs: pathlib.Path) -> list[Target]:
         Target('pw_xml.parse_chunks', 'pw', pw_xml.parse_chunks, [r / 'data-file-schema.xml' for r in pw_versions],
                feed='chunks'),
         Target('vasp.parse_lines', 'vasp', vasp.parse_lines,
-               [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')]),
-        Target('vasp_xml.parse_chunks', 'vasp', vasp_xml.parse_chunks, [r / 'vasprun.xml' for r in vasp_runs],
-               feed='chunks', check=False),
+               [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')] + vasp_text + vasp_xml),
+        Target('vasp_xml.parse_chunks', 'vasp', vasp_xml.parse_chunks, [r / 'vasprun.xml' for r in vasp_runs]
+               + vasp_xml, feed='chunks', check=False),
         Target('vasp_outcar.parse_text_lines', 'vasp', vasp_outcar.parse_text_lines,
-               [r / n for r in vasp_runs for n in ('OUTCAR', 'vasp_output')], check=False),
+               [r / n for r in vasp_runs for n in ('OUTCAR', 'vasp_output')] + vasp_text, check=False),
         Target('crystal.parse_lines', 'crystal', crystal.parse_lines, crystal_runs),
     ]
 

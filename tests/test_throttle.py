@@ -10,10 +10,10 @@ from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_a
 from aiida_grimperium.campaign.store import plan_sizes
 
 
-def test_local_jobs_one_batch_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):
+def test_local_jobs_two_batches_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):
     local = orm.InstalledCode(label='true-local', computer=aiida_localhost, filepath_executable='/bin/true').store()
     assert aiida_localhost.scheduler_type == 'core.direct'
-    assert default_max_active({'xtb': local, 'mopac': local}) == os.cpu_count()
+    assert default_max_active({'xtb': local, 'mopac': local}) == 2 * os.cpu_count()
 
     cluster = orm.Computer(label='throttle-cluster', hostname='localhost', transport_type='core.local',
                            scheduler_type='core.slurm', workdir=str(tmp_path)).store()

@@ -7,8 +7,10 @@ would spend most of a campaign's time on overhead.
 ``ensembles`` (with ``molecules``: each one's mol_id, charge and multiplicity) runs **many molecules in one
 job** (a campaign's batch): each molecule's ``num_conformers`` lowest conformers go into a MOPAC input of its
 own, ``<key>.mop``, run one after the other, so that a molecule MOPAC refuses (a missing parameter, an
-impossible spin state) stops only its own run. Each molecule's results come out as ``results.<key>`` and its
-lowest geometry as ``structures.<key>``.
+impossible spin state) stops only its own run. Each molecule's results come out as ``results.<key>``, with its
+lowest geometry as the attribute ``lowest_structure`` (symbols, positions in Angstrom): a ``StructureData`` per
+molecule is made only where a later step needs one
+(:func:`~aiida_grimperium.calculations.functions.structures.lowest_structure`).
 
 Open shells: for a multiplicity above 1 the keyword line gets ``UHF`` unless ``uhf`` is set to false, since
 MOPAC's default restricted open-shell treatment stops for many triplets ("SPECIFIED SPIN COMPONENT NOT SPANNED
@@ -170,8 +172,6 @@ class MopacCalculation(GrimperiumCalcJob):
                     help='The last geometry of every job, in input order, with `heats_of_formation_kcal_mol`.')
         spec.output_namespace('results', valid_type=orm.Dict, dynamic=True, required=False,
                               help='`ensembles` jobs: each molecule\'s PM7 results (the keys of `output_parameters`), by key.')
-        spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
-                              help='`ensembles` jobs: the lowest-energy geometry of each molecule that succeeded.')
         spec.default_output_node = 'output_parameters'
         cls.declare_exit_codes(spec, EXIT_CODES)
 

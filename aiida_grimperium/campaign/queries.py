@@ -2,8 +2,8 @@
 
 Each recipe is one projection: campaign group → its controllers → their batches → the job (or calcfunction) a
 batch called → the per-molecule nodes it made, each with the attribute ``mol_id``: ``summaries`` (the
-``summarize`` calcfunction's outputs), ``ensembles`` (the xtb job's ``ensembles.<key>``), ``pm7`` and
-``structures`` (the MOPAC job's ``results.<key>`` and ``structures.<key>``). When a molecule ran more than
+``summarize`` calcfunction's outputs), ``ensembles`` (the xtb job's ``ensembles.<key>``) and ``pm7`` (the MOPAC
+job's ``results.<key>``, with the PM7 geometry of the most stable conformer as ``lowest_structure``). When a molecule ran more than
 once, its latest run wins (batches are read in pk order). No node is loaded unless asked for.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ KINDS = {
     'summaries': ('summarize', orm.Dict, '%'),
     'ensembles': ('conformers', orm.TrajectoryData, 'ensembles__%'),
     'pm7': ('pm7', orm.Dict, 'results__%'),
-    'structures': ('pm7', orm.StructureData, 'structures__%'),
 }
 
 
@@ -76,8 +75,8 @@ def dft_band_gaps(group_label: str) -> dict[str, float]:
 
 
 def molecule_nodes(group_label: str, mol_id: str) -> dict[str, orm.Node]:
-    """The nodes of one molecule's latest run: ``summary``, ``ensemble``, ``pm7`` and ``structure`` (as far as it got)."""
-    kinds = {'summary': 'summaries', 'ensemble': 'ensembles', 'pm7': 'pm7', 'structure': 'structures'}
+    """The nodes of one molecule's latest run: ``summary``, ``ensemble`` and ``pm7`` (as far as it got)."""
+    kinds = {'summary': 'summaries', 'ensemble': 'ensembles', 'pm7': 'pm7'}
     nodes = {}
     for name, kind in kinds.items():
         rows = batch_outputs(group_label, kind, project=('*',), mol_id=mol_id).all()

@@ -3,10 +3,9 @@
 Per molecule of the campaign with results (its last run): ``<mol_id>.ensemble.xyz`` (every conformer of its
 ensemble, lowest first; the comment line of each frame has its xtb energy in Hartree and its energy relative to
 the lowest in kcal/mol) and ``<mol_id>.sdf`` (the PM7 geometry of the most stable conformer, with the bonds and
-charges of the molecule's SMILES: the atoms of every grimperium geometry are in the order RDKit gives the SMILES
-with explicit hydrogens). The same files come from ``verdi`` for a single node: ``verdi data core.structure
-export --format xyz PK`` for a structure, and the ensembles carry their box as cells, so ``verdi data
-core.trajectory export --format xsf PK`` works too.
+charges of the molecule's SMILES, from the ``lowest_structure`` of its MOPAC results: the atoms of every
+grimperium geometry are in the order RDKit gives the SMILES with explicit hydrogens). An ensemble also exports
+with ``verdi data core.trajectory export --format xsf PK`` (it carries each frame's box as a cell).
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import re
 
 from aiida import orm
 
-from ..structures import ensemble_frames, structure_symbols_positions
+from ..structures import ensemble_frames
 from .queries import batch_outputs
 from .readers import read_molecules
 
@@ -43,8 +42,8 @@ def ensemble_xyz(ensemble: orm.TrajectoryData, mol_id: str) -> str:
     return ''.join(blocks)
 
 
-def structure_sdf(structure: orm.StructureData, smiles: str, mol_id: str) -> str | None:
-    """SDF text of ``structure`` with the bonds of ``smiles``; ``None`` when the atoms do not match the SMILES."""
+def structure_sdf(symbols, positions, smiles: str, mol_id: str) -> str | None:
+    """SDF text of a geometry with the bonds of ``smiles``; ``None`` when the atoms do not match the SMILES."""
     from rdkit import Chem
     from rdkit.Geometry import Point3D
 
@@ -52,7 +51,6 @@ def structure_sdf(structure: orm.StructureData, smiles: str, mol_id: str) -> str
     if mol is None:
         return None
     mol = Chem.AddHs(mol)
-    symbols, positions = structure_symbols_positions(structure)
     if [atom.GetSymbol() for atom in mol.GetAtoms()] != list(symbols):
         return None
     conformer = Chem.Conformer(mol.GetNumAtoms())
@@ -71,7 +69,7 @@ def write_structures(group: orm.Group, folder: str | pathlib.Path) -> int:
     last_batch = {mol_id: m.runs[-1].batch_pk for mol_id, m in molecules.items() if m.runs}
     smiles = {mol_id: m.row['smiles'] for mol_id, m in molecules.items()}
     written = set()
-    for kind in ('ensembles', 'structures'):
+    for kind in ('ensembles', 'pm7'):
         query = batch_outputs(None, kind, project=('*',), batch_pks=sorted(set(last_batch.values())))
         for batch_pk, node in query.iterall():
             mol_id = node.base.attributes.get('mol_id', None)
@@ -80,8 +78,9 @@ def write_structures(group: orm.Group, folder: str | pathlib.Path) -> int:
             stem = file_stem(mol_id)
             if kind == 'ensembles':
                 (folder / f'{stem}.ensemble.xyz').write_text(ensemble_xyz(node, mol_id), encoding='utf-8')
-            else:
-                text = structure_sdf(node, smiles[mol_id], mol_id)
+            elif 'lowest_structure' in node.keys():
+                geometry = node['lowest_structure']
+                text = structure_sdf(geometry['symbols'], geometry['positions'], smiles[mol_id], mol_id)
                 if text is not None:
                     (folder / f'{stem}.sdf').write_text(text, encoding='utf-8')
             written.add(mol_id)

@@ -65,15 +65,12 @@ class MopacParser(GrimperiumParser):
                                f'(exit {code.status})')
             if result.get('jobs'):
                 summary = {**self.summary(result), 'mol_id': molecule['mol_id'], **verdict}
+                best = self.lowest_job(result) if label is None else None
+                if best is not None:  # the geometry as attributes: a StructureData each is made only for DFT
+                    summary['lowest_structure'] = {'symbols': best['symbols'], 'positions': best['positions']}
                 self.out(f'results.{key}', self.dict_node(summary))
                 # the numbers a campaign's summary needs, also in the job's one output_parameters
                 verdict.update({name: summary.get(name) for name in VERDICT_KEYS if summary.get(name) is not None})
-                if label is None:
-                    best = self.lowest_job(result)
-                    if best is not None:
-                        structure = molecule_structure(best['symbols'], best['positions'])
-                        structure.base.attributes.set('mol_id', molecule['mol_id'])
-                        self.out(f'structures.{key}', structure)
             verdicts[key] = verdict
         ok = sum(1 for verdict in verdicts.values() if verdict['status'] == 'OK')
         self.out('output_parameters', self.dict_node({'molecules': verdicts, 'num_molecules': len(verdicts),

@@ -46,7 +46,7 @@ class VaspParser(GrimperiumParser):
             label = 'ERROR_OUT_OF_WALLTIME'
         if label is not None:
             self.logger.warning(f'VASP run: {label}; warnings: {result.get("warnings")}, errors: {result.get("errors")}')
-        return self.exit_for(label)
+        return self.exit_for(label, result.get('exit_detail'))  # VASP's own words, also when no output node
 
     @staticmethod
     def _structure(data: dict) -> orm.StructureData:

@@ -15,7 +15,8 @@ minutes per molecule: nothing to gain from a shared job); the rest is the same.
 
 Every molecule keeps its own nodes, each with the attribute ``mol_id``: its ensemble (the xtb job's
 ``ensembles.<key>``; with CREST, its search's ``ensemble``), its PM7 results and geometry (the MOPAC job's
-``results.<key>`` and ``structures.<key>``) and its summary (the calcfunction's ``<key>``). The batch returns
+``results.<key>``, the geometry as its attribute ``lowest_structure``) and its summary (the calcfunction's
+``<key>``). With DFT, its PM7 structure becomes a ``StructureData`` by a calcfunction, ``lowest_structure``. The batch returns
 none of them again: AiiDA checks every link with queries of its own, and a batch of 50 molecules would add 200
 links (a third of its bookkeeping) for what the QueryBuilder finds through the jobs
 (:mod:`aiida_grimperium.campaign.queries`). A molecule that fails does not stop the others: its summary says
@@ -28,6 +29,7 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
 
+from ..calculations.functions.structures import lowest_structure
 from ..calculations.functions.summaries import summarize_batch
 from ..calculations.mopac import MopacCalculation
 from ..calculations.xtb import XtbCalculation
@@ -210,29 +212,29 @@ class ConformerBatchWorkChain(WorkChain):
         verdicts = outputs['output_parameters'].get('molecules', {}) if 'output_parameters' in outputs else {}
         if 'output_parameters' in outputs:
             self.ctx.results['pm7'] = outputs['output_parameters']
-        self.ctx.structures = {}
+        self.ctx.pm7_ok = {}  # {key: the molecule's MOPAC results} of the molecules MOPAC computed
         for key in self.ctx.ensembles:
             info = self.ctx.info[key]
             info['mopac_time_s'] = duration_seconds(node)  # the batch's job
             verdict = verdicts.get(key, {})
-            structure = outputs.get(f'structures__{key}')
-            if verdict.get('status') == 'OK' and structure is not None:
+            results = outputs.get(f'results__{key}')
+            if verdict.get('status') == 'OK' and results is not None and 'lowest_structure' in results.keys():
                 info['mopac_status'] = 'OK'
-                self.ctx.structures[key] = structure
+                self.ctx.pm7_ok[key] = results
             else:
                 reason = verdict.get('error_message') or job_message(node)
                 self.fail_molecule(key, 'mopac', f'MOPAC: {reason}')
 
     def should_run_dft(self):
-        return 'dft' in self.inputs and 'code' in self.inputs.dft and bool(self.ctx.structures)
+        return 'dft' in self.inputs and 'code' in self.inputs.dft and bool(self.ctx.pm7_ok)
 
     def run_dft(self):
         self.set_stage('dft')
         launched = {}
-        for key, structure in self.ctx.structures.items():
+        for key, results in self.ctx.pm7_ok.items():
             molecule = self.ctx.molecules[key]
             inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
-            inputs.structure = structure
+            inputs.structure = lowest_structure(results, metadata={'call_link_label': f'structure_{key}'})
             inputs.charge = orm.Int(int(molecule['charge']))
             inputs.multiplicity = orm.Int(int(molecule['multiplicity']))
             inputs.metadata = {'call_link_label': f'dft_{key}'}
@@ -242,7 +244,7 @@ class ConformerBatchWorkChain(WorkChain):
 
     def inspect_dft(self):
         plugin = self.inputs.dft.code.default_calc_job_plugin
-        for key in self.ctx.structures:
+        for key in self.ctx.pm7_ok:
             node = self.ctx[f'dft_{key}']
             info = self.ctx.info[key]
             info.update(dft_code=plugin, dft_time_s=duration_seconds(node))
