@@ -196,7 +196,7 @@ def targets(runs: pathlib.Path) -> list[Target]:
         'vasp.edddav2', 'vasp.hnform', 'vasp.rhosyg', 'vasp.point_group', 'vasp.too_few_bands_round_error')] + [
         vasp_versions / 'vasp620_relax' / 'OUTCAR', vasp_versions / 'vasp620_relax' / 'vasp_output',
         vasp_versions / 'vasp641_outcar_cut' / 'OUTCAR']
-    vasp_xml = [vasp_versions / 'vasp621_vasprun' / 'vasprun.xml', vasp_versions / 'vasp620_relax' / 'vasprun.xml']
+    vasp_xml_files = [vasp_versions / 'vasp621_vasprun' / 'vasprun.xml', vasp_versions / 'vasp620_relax' / 'vasprun.xml']
     crystal_runs = [FIXTURES / 'crystal' / n / 'main.out' for n in ('mgo_sto3g_scf', 'mgo_sto3g_opt', 'failed_scf')]
     # CRYSTAL14, 17 and 22 outputs (tests/fixtures/README-vasp-crystal.md)
     crystal_runs += [FIXTURES / 'crystal' / 'versions' / f'{n}.out' for n in (
@@ -220,9 +220,9 @@ def targets(runs: pathlib.Path) -> list[Target]:
         Target('pw_xml.parse_chunks', 'pw', pw_xml.parse_chunks, [r / 'data-file-schema.xml' for r in pw_versions],
                feed='chunks'),
         Target('vasp.parse_lines', 'vasp', vasp.parse_lines,
-               [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')] + vasp_text + vasp_xml),
+               [r / n for r in vasp_runs for n in ('vasp_output', 'OUTCAR', 'vasprun.xml')] + vasp_text + vasp_xml_files),
         Target('vasp_xml.parse_chunks', 'vasp', vasp_xml.parse_chunks, [r / 'vasprun.xml' for r in vasp_runs]
-               + vasp_xml, feed='chunks', check=False),
+               + vasp_xml_files, feed='chunks', check=False),
         Target('vasp_outcar.parse_text_lines', 'vasp', vasp_outcar.parse_text_lines,
                [r / n for r in vasp_runs for n in ('OUTCAR', 'vasp_output')] + vasp_text, check=False),
         Target('crystal.parse_lines', 'crystal', crystal.parse_lines, crystal_runs),

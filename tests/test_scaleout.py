@@ -150,8 +150,9 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
     run(env, VERDI, '-p', psql, 'daemon', 'start', 4)
     submitted = run(env, GRIMPERIUM, '-p', psql, common[0], 'submit', csv_path, *common[1:])
     assert '3 molecule(s) stored in 3 batch(es)' in submitted.stdout, submitted.stdout
-    sqlite = subprocess.Popen([GRIMPERIUM, '-p', names['sqlite'], common[0], 'run', csv_path, *common[1:],
-                               '--workers', 1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sqlite = subprocess.Popen([str(a) for a in (GRIMPERIUM, '-p', names['sqlite'], common[0], 'run', csv_path,
+                                                *common[1:], '--workers', 1)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_until(lambda: 'XtbCalculation' in run(env, VERDI, '-p', psql, 'process', 'list').stdout, 120,
                'a batch job of the PostgreSQL campaign')
     run(env, 'rabbitmqctl', 'stop_app', timeout=120)  # every worker loses its broker connection and its tasks

@@ -68,7 +68,7 @@ def strictness_option(function):
 
 max_active_option = click.option(
     '--max-active', type=click.IntRange(1), default=None,
-    help='Batches running at once. Default: one per core when every job runs on this machine, else 50.')
+    help='Batches running at once. Default: two per core when every job runs on this machine, else 50.')
 
 
 def campaign_options(function):

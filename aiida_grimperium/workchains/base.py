@@ -73,3 +73,41 @@ class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
         return ProcessHandlerReport(do_break=True)
 
 
+
+
+class LaunchOnce:
+    """Mixin for a ``WorkChain`` whose steps must launch each child once, also when a step runs again.
+
+    A step runs again when its process is taken up from its last checkpoint: after a worker was killed, or when a
+    restarted broker hands the process's task to another worker while the first still runs it. A child launched
+    by the first run is then found under its call link label and waited for, not launched a second time.
+    """
+
+    def launched(self, label: str) -> orm.ProcessNode | None:
+        """The child launched under the call link ``label`` (neither excepted nor killed), or ``None``."""
+        from aiida.common.links import LinkType
+
+        nodes = self.node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK),
+                                                   link_label_filter=label).all_nodes()
+        nodes = [node for node in nodes if not (node.is_excepted or node.is_killed)]
+        return max(nodes, key=lambda node: node.pk) if nodes else None
+
+    def submit_once(self, label: str, process, **inputs) -> orm.ProcessNode:
+        """Submit ``process`` under the call link ``label``, unless a child of that label exists already."""
+        node = self.launched(label)
+        if node is not None:
+            self.report(f'{node.process_label}<{node.pk}> was launched before this step ran again: waiting for it')
+            return node
+        metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
+        return self.submit(process, **inputs, metadata=metadata)
+
+    def run_once(self, label: str, function, **inputs) -> dict:
+        """The outputs of the calcfunction ``function`` run under the call link ``label``: those of the run
+        that finished before this step ran again, or of a new run."""
+        from aiida.common.links import LinkType
+
+        node = self.launched(label)
+        if node is not None and node.is_finished_ok:
+            return {t.link_label: t.node for t in node.base.links.get_outgoing(link_type=LinkType.CREATE).all()}
+        outputs = function(**inputs, metadata={'call_link_label': label})
+        return outputs if isinstance(outputs, dict) else {'result': outputs}

@@ -33,7 +33,7 @@ from ..calculations.functions.structures import lowest_structure
 from ..calculations.functions.summaries import summarize_batch
 from ..calculations.mopac import MopacCalculation
 from ..calculations.xtb import XtbCalculation
-from .base import outputs_of
+from .base import LaunchOnce, outputs_of
 from .conformers import DEFAULT_OPTIONS, DEFAULT_XTB, ENGINES, ConformerSearchWorkChain
 from .dft import DftWorkChain
 
@@ -65,7 +65,7 @@ def job_message(node: orm.ProcessNode) -> str:
     return f'{node.exit_message or "failed"} (exit {node.exit_status})'
 
 
-class ConformerBatchWorkChain(WorkChain):
+class ConformerBatchWorkChain(LaunchOnce, WorkChain):
     """Conformer search → PM7 on the N lowest conformers → optional DFT, for a batch of molecules."""
 
     @classmethod
@@ -141,11 +141,10 @@ class ConformerBatchWorkChain(WorkChain):
                   'temperature': self.inputs.temperature.value, 'engine': 'rdkit-xtb'}
         molecules = {key: {name: m[name] for name in ('mol_id', 'smiles', 'charge', 'multiplicity')}
                      for key, m in self.ctx.molecules.items()}
-        node = self.submit(XtbCalculation, code=self.inputs.xtb_code, molecules=orm.Dict(molecules),
-                           embedding=orm.Dict({'num_conformers': self.inputs.num_conformers.value,
-                                               'seed': self.inputs.seed.value}),
-                           refine=orm.Dict(refine), parameters=orm.Dict(xtb),
-                           metadata={'options': self.options('xtb_options'), 'call_link_label': 'conformers'})
+        embedding = {'num_conformers': self.inputs.num_conformers.value, 'seed': self.inputs.seed.value}
+        node = self.submit_once('conformers', XtbCalculation, code=self.inputs.xtb_code, molecules=orm.Dict(molecules),
+                                embedding=orm.Dict(embedding), refine=orm.Dict(refine), parameters=orm.Dict(xtb),
+                                metadata={'options': self.options('xtb_options')})
         self.report(f'{node.process_label}<{node.pk}>: the conformers of {len(molecules)} molecules in one job')
         return ToContext(search=node)
 
@@ -158,7 +157,7 @@ class ConformerBatchWorkChain(WorkChain):
                   'temperature': self.inputs.temperature, 'options': orm.Dict(self.options('xtb_options'))}
         if 'xtb_parameters' in self.inputs:
             inputs['xtb_parameters'] = self.inputs.xtb_parameters
-        return self.submit(ConformerSearchWorkChain, **inputs, metadata={'call_link_label': f'search_{key}'})
+        return self.submit_once(f'search_{key}', ConformerSearchWorkChain, **inputs)
 
     def inspect_search(self):
         if self.inputs.engine.value == 'crest':
@@ -199,10 +198,10 @@ class ConformerBatchWorkChain(WorkChain):
                      for key in self.ctx.ensembles}
         inputs = {'code': self.inputs.mopac_code, 'ensembles': dict(self.ctx.ensembles),
                   'molecules': orm.Dict(molecules), 'num_conformers': self.inputs.top_n,
-                  'metadata': {'options': self.options('mopac_options'), 'call_link_label': 'pm7'}}
+                  'metadata': {'options': self.options('mopac_options')}}
         if 'mopac_parameters' in self.inputs:
             inputs['parameters'] = self.inputs.mopac_parameters
-        node = self.submit(MopacCalculation, **inputs)
+        node = self.submit_once('pm7', MopacCalculation, **inputs)
         self.report(f'{node.process_label}<{node.pk}>: {len(molecules)} molecules in one job')
         return ToContext(mopac=node)
 
@@ -234,11 +233,10 @@ class ConformerBatchWorkChain(WorkChain):
         for key, results in self.ctx.pm7_ok.items():
             molecule = self.ctx.molecules[key]
             inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
-            inputs.structure = lowest_structure(results, metadata={'call_link_label': f'structure_{key}'})
+            inputs.structure = self.run_once(f'structure_{key}', lowest_structure, results=results)['result']
             inputs.charge = orm.Int(int(molecule['charge']))
             inputs.multiplicity = orm.Int(int(molecule['multiplicity']))
-            inputs.metadata = {'call_link_label': f'dft_{key}'}
-            launched[f'dft_{key}'] = self.submit(DftWorkChain, **inputs)
+            launched[f'dft_{key}'] = self.submit_once(f'dft_{key}', DftWorkChain, **inputs)
         self.report(f'launched {len(launched)} DftWorkChain(s) with {self.inputs.dft.code.full_label}')
         return ToContext(**launched)
 
@@ -260,7 +258,7 @@ class ConformerBatchWorkChain(WorkChain):
     def summarize(self):
         """Each molecule's summary, made from the jobs' outputs by one calcfunction; then the batch's verdict."""
         self.set_stage('done')
-        summarize_batch(info=orm.Dict(self.ctx.info), **self.ctx.results, metadata={'call_link_label': 'summarize'})
+        self.run_once('summarize', summarize_batch, info=orm.Dict(self.ctx.info), **self.ctx.results)
         failed = sum(1 for info in self.ctx.info.values() if 'error_message' in info)
         total = len(self.ctx.info)
         if failed == total:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, while_
 
+from .base import LaunchOnce
 from .batch import ConformerBatchWorkChain, batch_summaries
 
 RECORDS_EXTRA = 'grimperium_records'
@@ -24,7 +25,7 @@ def batch_key(index: int) -> str:
     return f'm{index + 1:04d}'
 
 
-class CampaignWorkChain(WorkChain):
+class CampaignWorkChain(LaunchOnce, WorkChain):
     """Run batches of molecules (``batches``) with the campaign's ``settings``, rerunning failures."""
 
     @classmethod
@@ -70,8 +71,8 @@ class CampaignWorkChain(WorkChain):
             molecules = orm.load_node(pk)
             self.ctx.launched += 1
             label = f'batch_{self.ctx.launched:05d}'
-            launched[label] = self.submit(ConformerBatchWorkChain, **inputs, molecules=molecules,
-                                          metadata={'call_link_label': label, 'label': f'{len(molecules.get_dict())} molecules'})
+            launched[label] = self.submit_once(label, ConformerBatchWorkChain, **inputs, molecules=molecules,
+                                               metadata={'label': f'{len(molecules.get_dict())} molecules'})
         self.ctx.wave = sorted(launched)
         self.report(f'launched {len(launched)} batch(es); {len(self.ctx.queue)} waiting')
         return ToContext(**launched)
