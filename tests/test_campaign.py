@@ -7,7 +7,6 @@ cerium ("Data are not available for Cerium"), so its pipeline ends at the MOPAC 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
 import signal
