@@ -47,5 +47,6 @@ def cmd_report(ctx, name, output):
 
     stats = write_report(campaign_table(load_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
     overall = stats['overall']
-    click.echo(f'{output}/index.html: n={overall["n"]} MAE={overall["mae"]} RMSE={overall["rmse"]} '
-               f'max={overall["max_error"]} kcal/mol')
+    shown = {key: 'n/a' if overall[key] is None else f'{overall[key]:.3f}' for key in ('mae', 'rmse', 'max_error')}
+    click.echo(f'{output}/index.html: n={overall["n"]} MAE={shown["mae"]} RMSE={shown["rmse"]} '
+               f'max={shown["max_error"]} kcal/mol')
