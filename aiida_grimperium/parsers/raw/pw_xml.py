@@ -20,7 +20,7 @@ import pathlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from . import floats, to_float_or_none
+from . import find_output, floats, to_float_or_none
 from .pw import BOHR_TO_ANGSTROM, RY_TO_EV
 
 HARTREE_TO_EV = 2 * RY_TO_EV
@@ -241,14 +241,7 @@ def parse_chunks(chunks: Iterable[bytes | str]) -> dict:
 
 def find_xml(path) -> pathlib.Path:
     """The XML file itself, or ``data-file-schema.xml`` in a run folder (also inside ``*.save`` / ``out/*.save``)."""
-    path = pathlib.Path(path)
-    if not path.is_dir():
-        return path
-    for pattern in CANDIDATES:
-        matches = sorted(path.glob(pattern))
-        if matches:
-            return matches[0]
-    return path / CANDIDATES[0]
+    return find_output(pathlib.Path(path), CANDIDATES)
 
 
 def parse_path(path, chunk_size: int = 1 << 16) -> dict:
