@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 from aiida import orm
 
-RECORDS_EXTRA = 'grimperium_records'
+from ..workchains.campaign import RECORDS_EXTRA
+
 ACTIVE_STATES = ('created', 'waiting', 'running')
 TERMINAL_STATES = ('finished', 'excepted', 'killed')
 
@@ -139,12 +140,6 @@ def _members(molecules: dict[str, CampaignMolecule]) -> dict[int, list[str]]:
     for mol_id, molecule in molecules.items():
         members.setdefault(molecule.record_pk, []).append(mol_id)
     return members
-
-
-def count_active_batches(group: orm.Group) -> int:
-    query = _batches_query(group)
-    query.add_filter('batch', {'attributes.process_state': {'in': list(ACTIVE_STATES)}})
-    return query.count()
 
 
 def active_controllers(group: orm.Group) -> list[int]:
