@@ -14,6 +14,11 @@ from ..exit_codes import COMMON
 
 CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
+def duration_seconds(node: orm.ProcessNode) -> float:
+    """Wall time of a finished process node (creation to last modification)."""
+    return (node.mtime - node.ctime).total_seconds()
+
+
 def outputs_of(node: orm.ProcessNode) -> dict[str, orm.Node]:
     """``{link label: node}`` of a child's outputs in one query, where each ``node.outputs.x`` and each
     ``'x' in node.outputs`` asks the database again. A nested output's label is ``namespace__name``."""
@@ -64,6 +69,11 @@ class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
                 if name not in self.outputs:
                     self.out(name, node)
         return result
+
+    def give_up(self, calculation, reason: str) -> ProcessHandlerReport:
+        """Report ``reason`` for ``calculation`` and end the workchain with ``ERROR_UNRECOVERABLE_FAILURE``."""
+        self.report(f'{calculation.process_label}<{calculation.pk}>: {reason}')
+        return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
 
     @process_handler(priority=100, exit_codes=[ExitCode(CANCELLED.status, CANCELLED.label)])
     def handle_scheduler_cancelled(self, calculation):

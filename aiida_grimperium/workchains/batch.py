@@ -33,14 +33,9 @@ from ..calculations.functions.structures import lowest_structure
 from ..calculations.functions.summaries import summarize_batch
 from ..calculations.mopac import MopacCalculation
 from ..calculations.xtb import XtbCalculation
-from .base import LaunchOnce, outputs_of
+from .base import LaunchOnce, duration_seconds, outputs_of
 from .conformers import DEFAULT_OPTIONS, DEFAULT_XTB, ENGINES, ConformerSearchWorkChain
 from .dft import DftWorkChain
-
-
-def duration_seconds(node: orm.ProcessNode) -> float:
-    """Wall time of a finished process node (creation to last modification)."""
-    return (node.mtime - node.ctime).total_seconds()
 
 
 def batch_summaries(batch: orm.WorkflowNode) -> dict[str, orm.Dict]:

@@ -117,16 +117,14 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
         'ERROR_FILE_UNAVAILABLE', 'ERROR_INSUFFICIENT_MEMORY')])
     def handle_unrecoverable(self, calculation):
         """MOPAC refused the system or could not run it: a restart would fail the same way. Stop at once."""
-        self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: not restarting')
-        return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        return self.give_up(calculation, f'{calculation.exit_message}: not restarting')
 
     @process_handler(priority=690, exit_codes=[MopacCalculation.exit_codes.ERROR_ACTIVE_SPACE])
     def handle_active_space(self, calculation):
         """A restricted open shell MOPAC cannot describe: unrestricted (UHF) once; if that was UHF already, stop."""
         parameters = self.parameters()
         if parameters.get('uhf') is True:
-            self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}, with UHF')
-            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+            return self.give_up(calculation, f'{calculation.exit_message}, with UHF')
         parameters['uhf'] = True
         self.ctx.inputs.parameters = orm.Dict(parameters)
         self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: restarting with UHF')
@@ -145,8 +143,7 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
             keywords.append('PULAY')
             change = f'ITRY={parameters["itry"]} and PULAY'
         else:
-            self.report(f'{calculation.process_label}<{calculation.pk}>: SCF failed with every strategy tried')
-            return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+            return self.give_up(calculation, 'SCF failed with every strategy tried')
         parameters['keywords'] = keywords
         self.ctx.inputs.parameters = orm.Dict(parameters)
         self.report(f'{calculation.process_label}<{calculation.pk}> did not reach SCF: restarting with {change}')

@@ -25,18 +25,13 @@ from ..calculations.base import charge_multiplicity
 from ..calculations.functions.summaries import summarize_molecule
 from ..chemistry import check_charge_multiplicity, smiles_symbols
 from ..structures import structure_symbols_positions
-from .base import outputs_of
+from .base import duration_seconds, outputs_of
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
 from .mopac import MopacBaseWorkChain
 
 #: The seed's five stages, in order; ``stage`` extras take these values.
 STAGES = ('selected', 'preoptimization', 'conformer_search', 'mopac', 'dft', 'done')
-
-
-def duration_seconds(node: orm.ProcessNode) -> float:
-    """Wall time of a finished process node (creation to last modification)."""
-    return (node.mtime - node.ctime).total_seconds()
 
 
 class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):

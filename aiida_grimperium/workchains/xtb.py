@@ -54,8 +54,7 @@ class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
     @process_handler(priority=600, exit_codes=[XtbCalculation.exit_codes.ERROR_FATAL_ERROR])
     def handle_fatal_error(self, calculation):
         """A fatal xtb error (atoms on top of each other, a missing parameter file...) fails the same way again."""
-        self.report(f'{calculation.process_label}<{calculation.pk}>: {calculation.exit_message}: not restarting')
-        return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+        return self.give_up(calculation, f'{calculation.exit_message}: not restarting')
 
     @process_handler(priority=500, exit_codes=[XtbCalculation.exit_codes.ERROR_SCC_NOT_CONVERGED])
     def handle_scc_not_converged(self, calculation):
@@ -69,8 +68,7 @@ class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
             params['electronic_temperature'] = SMEARED_ETEMP
             action = f'smearing the occupations at an electronic temperature of {SMEARED_ETEMP:.0f} K'
         else:
-            self.report(f'{calculation.process_label}<{calculation.pk}>: SCC not converged even with more iterations and smearing')
-            return ProcessHandlerReport(True, self.exit_codes.ERROR_UNRECOVERABLE_FAILURE)
+            return self.give_up(calculation, 'SCC not converged even with more iterations and smearing')
         self.ctx.inputs.parameters = orm.Dict(params)
         self.report(f'{calculation.process_label}<{calculation.pk}>: SCC not converged; {action}')
         return ProcessHandlerReport(True)
