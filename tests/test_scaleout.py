@@ -123,6 +123,18 @@ def wait_until(condition, timeout: float, what: str, interval: float = 2.0) -> N
     raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
+def diagnosis(env, profile: str, tmp_path) -> str:
+    """What a failed assertion needs to be understood: every process, the reports, the daemon log's tail."""
+    listing = run(env, VERDI, '-p', profile, 'process', 'list', '-a', '-P', 'pk', 'process_label', 'process_state',
+                  'exit_status', check=False).stdout
+    pks = [line.split()[0] for line in listing.splitlines() if 'WorkChain' in line]
+    reports = run(env, VERDI, '-p', profile, 'process', 'report', *pks, check=False).stdout if pks else ''
+    logs = sorted((tmp_path / 'aiida' / '.aiida' / 'daemon' / 'log').glob(f'*{profile}*'))
+    tails = ''.join(f'\n--- {log.name}\n' + '\n'.join(log.read_text(errors='replace').splitlines()[-60:])
+                    for log in logs)
+    return f'\n{listing}\n{reports}\n{tails}'
+
+
 def campaign_ended(env, profile: str) -> bool:
     """No controller of the campaign is still running (`verdi process list` shows active processes only)."""
     return 'CampaignWorkChain' not in run(env, VERDI, '-p', profile, 'process', 'list').stdout
@@ -174,7 +186,7 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
     print(f'scale-out: broker restarts {broker_restarts}, daemon restarts {daemon_restarts}')
     for name in names.values():
         final = run(env, GRIMPERIUM, '-p', name, 'campaign', 'status', 'scaleout').stdout
-        assert final.splitlines()[0].split()[-1] == 'OK=3', final  # all 3 OK
+        assert final.splitlines()[0].split()[-1] == 'OK=3', final + diagnosis(env, name, tmp_path)  # all 3 OK
 
     outputs = run_all(env, {
         'daemon': [VERDI, '-p', psql, 'daemon', 'status'],

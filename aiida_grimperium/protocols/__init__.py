@@ -1,62 +1,64 @@
-"""YAML protocols (``fast`` / ``balanced`` / ``stringent``) for every code, as in aiida-quantumespresso.
+"""Protocols (``fast`` / ``balanced`` / ``stringent``) for every code, on aiida-quantumespresso's ``ProtocolMixin``.
 
-``protocols/<code>.yaml`` holds ``default_protocol``, a ``default_inputs`` mapping shared by all protocols,
-and ``protocols: {name: {description, ...overrides of default_inputs}}``.
+Every ``protocols/<code>.yaml`` has the layout of aiida-quantumespresso's protocol files:
+
+* ``default_protocol``: the name used when none is given;
+* ``default_inputs``: inputs shaped like the workchain's builder (``mopac: {parameters: ..., metadata: {options:
+  ...}}``, ``max_iterations``, ...), plus the *meta* inputs that are not ports (``meta_parameters``: per-atom
+  thresholds, k-point spacing, vacuum, ...);
+* ``protocols``: ``{name: {description, ...}}``, each deep-merged onto ``default_inputs``;
+* ``meta_inputs_schema``: the meta inputs' keys, so that an override with an unknown key is warned about.
+
+A workchain mixes in :class:`GrimperiumProtocolMixin`, names its file with ``_protocol_name`` and gets
+``get_available_protocols()``, ``get_default_protocol()`` and ``get_protocol_inputs(protocol, overrides)``, where
+``overrides`` has the builder's shape and is deep-merged; its ``get_builder_from_protocol(code, structure,
+protocol=None, overrides=None, options=None, **kwargs)`` merges ``options`` into the protocol's with
+:meth:`GrimperiumProtocolMixin.merged_options`.
 """
 from __future__ import annotations
 
-import copy
-import functools
 import pathlib
-import warnings
 
-import yaml
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 
 PROTOCOL_DIR = pathlib.Path(__file__).parent
 
-
-@functools.lru_cache(maxsize=None)
-def _load(code: str) -> dict:
-    path = PROTOCOL_DIR / f'{code}.yaml'
-    with open(path, encoding='utf-8') as handle:
-        return yaml.safe_load(handle)
+__all__ = ('PROTOCOL_DIR', 'GrimperiumProtocolMixin', 'deep_merge')
 
 
-def available(code: str) -> list[str]:
-    """Names of the protocols defined for ``code``."""
-    return list(_load(code)['protocols'])
+def deep_merge(base: dict, overrides: dict | None) -> dict:
+    """A new dict: ``base`` updated recursively with ``overrides`` (neither is mutated)."""
+    return recursive_merge(base, overrides or {})
 
 
-def default_protocol(code: str) -> str:
-    return _load(code)['default_protocol']
+class GrimperiumProtocolMixin(ProtocolMixin):
+    """aiida-quantumespresso's ``ProtocolMixin`` reading ``protocols/<_protocol_name>.yaml`` of this package."""
+
+    #: The stem of the protocol file (``mopac`` for ``protocols/mopac.yaml``).
+    _protocol_name: str = ''
+
+    @classmethod
+    def get_protocol_filepath(cls) -> pathlib.Path:
+        return PROTOCOL_DIR / f'{cls._protocol_name}.yaml'
+
+    @classmethod
+    def merged_options(cls, protocol_options: dict | None, options: dict | None, code=None) -> dict:
+        """The protocol's ``metadata.options`` with the caller's ``options`` deep-merged on top, and the
+        default resources of ``code``'s scheduler (aiida-quantumespresso's ``set_default_resources``)."""
+        merged = deep_merge(protocol_options or {}, options)
+        if code is not None:
+            merged = cls.set_default_resources(merged, code.computer.scheduler_type)
+        return merged
 
 
-def deep_merge(base: dict, overrides: dict, *, path: str = '', warn_unknown: bool = True) -> dict:
-    """Return a new dict: ``base`` updated recursively with ``overrides``; neither argument is mutated.
-
-    A key of ``overrides`` that ``base`` does not have is still applied, but warned about: in a protocol it is
-    usually a misspelling (``ecutwfc`` vs ``ecut_wfc``) that would otherwise be silently ignored downstream.
-    """
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        where = f'{path}.{key}' if path else str(key)
-        if key not in merged:
-            if warn_unknown:
-                warnings.warn(f'override `{where}` is not a key of the protocol; it is applied as given', UserWarning, stacklevel=2)
-            merged[key] = copy.deepcopy(value)
-        elif isinstance(merged[key], dict) and isinstance(value, dict):
-            merged[key] = deep_merge(merged[key], value, path=where, warn_unknown=warn_unknown)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
+# --- transitional: the module-level reader the workchains used before the mixin; removed once none calls it ---
 def get_protocol_inputs(code: str, protocol: str | None = None, overrides: dict | None = None) -> dict:
-    """Return the inputs of ``protocol`` for ``code``, with ``overrides`` merged on top (nothing is mutated)."""
-    data = _load(code)
+    """The inputs of ``protocol`` of ``protocols/<code>.yaml`` with ``overrides`` deep-merged (transitional)."""
+    import yaml
+
+    data = yaml.safe_load((PROTOCOL_DIR / f'{code}.yaml').read_text(encoding='utf-8'))
     protocol = protocol or data['default_protocol']
     if protocol not in data['protocols']:
         raise ValueError(f'unknown protocol `{protocol}` for {code}; choose one of {sorted(data["protocols"])}')
     chosen = {k: v for k, v in data['protocols'][protocol].items() if k != 'description'}
-    inputs = deep_merge(data.get('default_inputs', {}), chosen, warn_unknown=False)
-    return deep_merge(inputs, overrides or {})
+    return deep_merge(deep_merge(data.get('default_inputs', {}), chosen), overrides)
