@@ -15,7 +15,7 @@ from aiida.engine import ProcessHandlerReport, process_handler
 from aiida.plugins import CalculationFactory
 
 from ..basis_sets import get_basis_sets
-from ..protocols import get_protocol_inputs
+from ..protocols import GrimperiumProtocolMixin
 from .base import GrimperiumBaseRestartWorkChain
 
 CrystalCalculation = CalculationFactory('grimperium.crystal')
@@ -26,36 +26,39 @@ LEVSHIFT = [5, 1]
 MAXCYCLE_CAP = 800
 
 
-class CrystalBaseWorkChain(GrimperiumBaseRestartWorkChain):
+class CrystalBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
     """Restart workchain of one CRYSTAL calculation (SCF or OPTGEOM) with SCF and geometry handlers."""
 
     _process_class = CrystalCalculation
     _inputs_namespace = 'crystal'
+    _protocol_name = 'crystal'
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, *, relax: bool = False,
-                                  basis_set_library=None, options=None, **kwargs):
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None, *,
+                                  relax: bool = False, basis_set_library=None):
         """A builder for ``structure`` with the ``fast``/``balanced``/``stringent`` inputs of ``protocols/crystal.yaml``.
 
+        :param overrides: shaped like the builder's inputs (``{'crystal': {'parameters': {'hamiltonian': 'HF'}}}``;
+            the meta inputs ``basis_set_library`` and ``optgeom`` too), deep-merged onto the protocol's.
+        :param options: deep-merged onto the protocol's ``crystal.metadata.options``.
         :param relax: optimise the geometry (OPTGEOM with the protocol's ``optgeom`` block).
         :param basis_set_library: a library name or folder (default: the protocol's ``basis_set_library``).
-        :param overrides: merged into the protocol inputs (``parameters``, ``settings``, ``optgeom``...).
-        :param options: ``metadata.options`` of the calculation (resources, walltime...).
         """
-        inputs = get_protocol_inputs('crystal', protocol, overrides)
-        parameters = dict(inputs['parameters'])
-        if relax:
-            parameters['optgeom'] = dict(inputs.get('optgeom', {}))
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        crystal = inputs['crystal']
+        parameters = dict(crystal['parameters'])
+        if relax:  # an `optgeom` of the caller's `crystal.parameters` wins over the protocol's block
+            parameters['optgeom'] = {**inputs['optgeom'], **parameters.get('optgeom', {})}
         library = basis_set_library or inputs['basis_set_library']
         builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         builder.crystal.code = code
         builder.crystal.structure = structure
         builder.crystal.parameters = orm.Dict(parameters)
-        builder.crystal.settings = orm.Dict(inputs.get('settings', {}))
+        builder.crystal.settings = orm.Dict(crystal['settings'])
         builder.crystal.basis_sets = get_basis_sets(library, structure.get_symbols_set())
-        if options:
-            builder.crystal.metadata.options = options
-        builder.max_iterations = orm.Int(inputs.get('max_iterations', 5))
+        builder.crystal.metadata.options = cls.merged_options(crystal['metadata']['options'], options, code)
         return builder
 
     def setup(self):

@@ -18,22 +18,30 @@ from aiida import orm
 from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.mopac import MopacCalculation
-from ..protocols import get_protocol_inputs
+from ..protocols import GrimperiumProtocolMixin
 from .base import GrimperiumBaseRestartWorkChain
 
 
-class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
+class MopacBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
     """Run a :class:`MopacCalculation`, restarting it when a recoverable error comes back."""
 
     _process_class = MopacCalculation
     _inputs_namespace = 'mopac'
+    _protocol_name = 'mopac'
 
     @classmethod
-    def get_builder_from_protocol(cls, code, structure=None, protocol=None, overrides=None, *, ensemble=None,
-                                  charge: int = 0, multiplicity: int = 1, task: str | None = None):
-        """A builder for ``structure`` (or ``ensemble``) with the inputs of ``protocol`` (fast|balanced|stringent)."""
-        inputs = get_protocol_inputs('mopac', protocol, overrides)
-        parameters = dict(inputs['mopac']['parameters'])
+    def get_builder_from_protocol(cls, code, structure=None, protocol=None, overrides=None, options=None, *,
+                                  ensemble=None, charge: int = 0, multiplicity: int = 1, task: str | None = None):
+        """A builder for ``structure`` (or ``ensemble``) with the inputs of ``protocol`` (fast|balanced|stringent).
+
+        :param overrides: shaped like the builder's inputs (``{'mopac': {'parameters': ...}, 'max_iterations': 2}``),
+            deep-merged onto the protocol's; a key that is not an input is warned about.
+        :param options: deep-merged onto the protocol's ``mopac.metadata.options``.
+        :param task: replaces ``mopac.parameters.task`` (``single_point``, ``optimization``...).
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        mopac = inputs['mopac']
+        parameters = dict(mopac['parameters'])
         if task is not None:
             parameters['task'] = task
         builder = cls.get_builder()
@@ -47,7 +55,7 @@ class MopacBaseWorkChain(GrimperiumBaseRestartWorkChain):
         builder.mopac.charge = orm.Int(charge)
         builder.mopac.multiplicity = orm.Int(multiplicity)
         builder.mopac.parameters = orm.Dict(parameters)
-        builder.mopac.metadata.options = inputs['mopac']['metadata']['options']
+        builder.mopac.metadata.options = cls.merged_options(mopac['metadata']['options'], options, code)
         return builder
 
     def parameters(self) -> dict:

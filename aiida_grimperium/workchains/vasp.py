@@ -15,7 +15,7 @@ from aiida import orm
 from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.vasp import VaspCalculation
-from ..protocols import get_protocol_inputs
+from ..protocols import GrimperiumProtocolMixin
 from .base import GrimperiumBaseRestartWorkChain
 
 #: ALGO to switch to when the electronic loop did not converge (VASP's own advice: Fast -> Normal -> All).
@@ -26,42 +26,45 @@ NELM_MAX = 400
 POTCAR_LIBRARY_ENV = 'GRIMPERIUM_POTCAR_LIBRARY'
 
 
-class VaspBaseWorkChain(GrimperiumBaseRestartWorkChain):
+class VaspBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
     """Run a VASP calculation and recover from the common failures (see the module docstring)."""
 
     _process_class = VaspCalculation
     _inputs_namespace = 'vasp'
+    _protocol_name = 'vasp'
 
     @classmethod
-    def get_builder_from_protocol(
-        cls, code, structure, protocol=None, overrides=None, *, potcar_library=None, relax=False, options=None, **_
-    ):
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None, *,
+                                  potcar_library=None, relax: bool = False):
         """A builder with the inputs of ``protocol`` (``fast`` / ``balanced`` / ``stringent``) for ``structure``.
 
-        ``potcar_library`` (or ``overrides['potcar_library']``, or the ``GRIMPERIUM_POTCAR_LIBRARY`` environment
-        variable) is the folder of the user's POTCARs; ``relax=True`` adds the protocol's ``relax`` INCAR tags.
+        :param overrides: shaped like the builder's inputs (``{'vasp': {'parameters': {'ENCUT': 600}},
+            'max_iterations': 3}``; the meta input ``relax_parameters`` too), deep-merged onto the protocol's.
+        :param options: deep-merged onto the protocol's ``vasp.metadata.options``.
+        :param potcar_library: the folder of the user's POTCARs; else ``overrides['vasp']['potcar_library']``, else
+            the ``GRIMPERIUM_POTCAR_LIBRARY`` environment variable.
+        :param relax: add the protocol's ``relax_parameters`` (IBRION, ISIF, NSW, EDIFFG) to the INCAR tags.
         """
-        inputs = get_protocol_inputs('vasp', protocol, overrides)
-        library = potcar_library or inputs.get('potcar_library') or os.environ.get(POTCAR_LIBRARY_ENV)
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        vasp = inputs['vasp']
+        library = potcar_library or vasp.get('potcar_library') or os.environ.get(POTCAR_LIBRARY_ENV)
         if not library:
             raise ValueError(f'give `potcar_library` or set {POTCAR_LIBRARY_ENV}: the folder of your VASP POTCARs')
-        parameters = dict(inputs['parameters'])
-        if relax:
-            parameters.update(inputs['relax'])
+        # the caller's own `vasp.parameters` (an NSW, an ISIF) win over the relaxation tags
+        parameters = {**(inputs['relax_parameters'] if relax else {}), **vasp['parameters']}
 
         builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         builder.vasp.code = code
         builder.vasp.structure = structure
         builder.vasp.parameters = orm.Dict(parameters)
-        builder.vasp.kpoints_spacing = orm.Float(inputs['kpoints_spacing'])
+        builder.vasp.kpoints_spacing = orm.Float(vasp['kpoints_spacing'])
         builder.vasp.potcar_library = orm.Str(str(library))
-        if inputs.get('potcar_mapping'):
-            builder.vasp.potcar_mapping = orm.Dict(inputs['potcar_mapping'])
-        builder.vasp.settings = orm.Dict({'kpoints_style': inputs.get('kpoints_style', 'Gamma')})
-        if options:
-            builder.vasp.metadata.options = options
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        if vasp.get('potcar_mapping'):
+            builder.vasp.potcar_mapping = orm.Dict(vasp['potcar_mapping'])
+        builder.vasp.settings = orm.Dict(vasp['settings'])
+        builder.vasp.metadata.options = cls.merged_options(vasp['metadata']['options'], options, code)
         return builder
 
     # -- helpers -----------------------------------------------------------------------------------------------

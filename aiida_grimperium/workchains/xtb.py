@@ -5,7 +5,7 @@ from aiida import orm
 from aiida.engine import ProcessHandlerReport, process_handler
 
 from ..calculations.xtb import XtbCalculation
-from ..protocols import get_protocol_inputs
+from ..protocols import GrimperiumProtocolMixin
 from .base import GrimperiumBaseRestartWorkChain
 
 #: xtb's default SCC iteration limit (6.x), the starting point when a restart raises it.
@@ -14,38 +14,36 @@ DEFAULT_SCC_ITERATIONS = 250
 SMEARED_ETEMP = 1000.0
 
 
-class XtbBaseWorkChain(GrimperiumBaseRestartWorkChain):
+class XtbBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
     """Run an :class:`XtbCalculation`, restarting it on SCC and optimisation convergence failures."""
 
     _process_class = XtbCalculation
     _inputs_namespace = 'xtb'
+    _protocol_name = 'xtb'
 
     @classmethod
-    def get_protocol_filepath(cls):
-        from ..protocols import PROTOCOL_DIR
-
-        return PROTOCOL_DIR / 'xtb.yaml'
-
-    @classmethod
-    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, **kwargs):
+    def get_builder_from_protocol(cls, code, structure, protocol=None, overrides=None, options=None, *,
+                                  charge: int = 0, multiplicity: int = 1):
         """A builder for ``structure`` (a ``StructureData``, or an ensemble ``TrajectoryData`` run as one job).
 
-        ``kwargs`` may set ``charge`` and ``multiplicity`` (ints); ``overrides`` is merged into the protocol inputs.
+        :param overrides: shaped like the builder's inputs (``{'xtb': {'parameters': ...}, 'max_iterations': 2}``),
+            deep-merged onto the protocol's; a key that is not an input is warned about.
+        :param options: deep-merged onto the protocol's ``xtb.metadata.options``.
         """
-        inputs = get_protocol_inputs('xtb', protocol, overrides)
-        builder = cls.get_builder()
+        inputs = cls.get_protocol_inputs(protocol, overrides)
         xtb = inputs['xtb']
+        builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
         builder.xtb.code = code
         if isinstance(structure, orm.TrajectoryData):
             builder.xtb.ensemble = structure
         else:
             builder.xtb.structure = structure
         builder.xtb.parameters = orm.Dict(xtb['parameters'])
-        builder.xtb.charge = orm.Int(int(kwargs.get('charge', 0)))
-        builder.xtb.multiplicity = orm.Int(int(kwargs.get('multiplicity', 1)))
-        builder.xtb.metadata.options = xtb.get('metadata', {}).get('options', {})
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        builder.xtb.charge = orm.Int(int(charge))
+        builder.xtb.multiplicity = orm.Int(int(multiplicity))
+        builder.xtb.metadata.options = cls.merged_options(xtb['metadata']['options'], options, code)
         return builder
 
     def _parameters(self) -> dict:
