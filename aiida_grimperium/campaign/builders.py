@@ -124,6 +124,23 @@ class SharedInputs:
                     builder[name] = self(type(default), default.value)
 
 
+def shell_inputs(settings: dict, codes: dict[str, orm.AbstractCode]) -> dict | None:
+    """The ``shell`` namespace of the campaign's shell step (``settings['shell']``: ``command``, ``outputs``), or
+    ``None``. The command's code is found by aiida-shell's ``prepare_code`` on the computer of the campaign's
+    codes (made at submission, so the daemon only loads it); its jobs get the campaign's scheduler settings."""
+    from ..workchains.shell import DEFAULT_SHELL_OPTIONS, find_shell_code
+
+    shell = settings.get('shell')
+    if not shell:
+        return None
+    inputs = {'command': orm.Str(shell['command']),
+              'code': find_shell_code(shell['command'], codes['mopac'].computer),
+              'options': orm.Dict(scheduler_options(settings, DEFAULT_SHELL_OPTIONS))}
+    if shell.get('outputs'):
+        inputs['outputs'] = orm.List(list(shell['outputs']))
+    return inputs
+
+
 def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
     """The inputs of :class:`~aiida_grimperium.workchains.batch.ConformerBatchWorkChain` for the campaign
     ``settings`` (all but ``molecules``); the same nodes serve every batch of a wave."""
@@ -146,6 +163,9 @@ def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
         inputs['dft'] = {'code': codes[settings['dft']], 'protocol': orm.Str(settings['protocol'])}
         if has_scheduler_overrides(settings):
             inputs['dft']['options'] = orm.Dict(scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+    shell = shell_inputs(settings, codes)
+    if shell:
+        inputs['shell'] = shell
     return inputs
 
 
@@ -183,6 +203,9 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
         builder.dft.protocol = shared(orm.Str, settings['protocol'])
         if has_scheduler_overrides(settings):  # else the DFT code's own protocol decides
             builder.dft.options = shared(orm.Dict, scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+    shell = shell_inputs(settings, codes)
+    if shell:
+        builder.shell = shell
     spec = ConformerToDftWorkChain.spec().inputs
     shared.fill_defaults(builder.conformers, spec['conformers'])
     shared.fill_defaults(builder.mopac, spec['mopac'])

@@ -26,7 +26,7 @@ SEED_COLUMNS = [
 ]
 NEW_COLUMNS = ['crest_conformers_kept', 'boltzmann_hof', 'pk', 'uuid', 'engine', 'top_n',
                'pm7_heats_of_formation_kcal_mol', 'dft_code', 'dft_status', 'dft_energy_ev', 'dft_band_gap_ev',
-               'dft_time', 'inchikey']
+               'dft_time', 'inchikey', 'shell_status', 'shell_error', 'shell_pk', 'shell_outputs']
 #: Row fields that are the package's own bookkeeping, not the user's columns.
 INTERNAL_FIELDS = {'row', 'record'}
 #: Decimals of each rounded column (as the code prints it).
@@ -67,6 +67,10 @@ def molecule_row(molecule: CampaignMolecule, max_reruns: int) -> dict:
         'dft_code': summary.get('dft_code'), 'dft_status': summary.get('dft_status'),
         'dft_energy_ev': summary.get('dft_energy_ev'), 'dft_band_gap_ev': summary.get('dft_band_gap_ev'),
         'dft_time': summary.get('dft_time_s'),
+        # the shell step: OK/FAILED, why, its ShellJob and the files kept as {file name: node pk} (JSON)
+        'shell_status': summary.get('shell_status'), 'shell_error': summary.get('shell_error'),
+        'shell_pk': summary.get('shell_pk'),
+        'shell_outputs': json.dumps(summary['shell_outputs'], sort_keys=True) if summary.get('shell_outputs') else None,
     }
     for k in (1, 2, 3):
         values[f'delta_{k}'] = heats[k - 1] - reference if reference is not None and len(heats) >= k else None

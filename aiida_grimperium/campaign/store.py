@@ -4,7 +4,7 @@
   row}`` for a batch's worth of molecules (``m0001``...), in CSV order. A record is the ``molecules`` input of
   the first batch that runs its molecules.
 * **settings**: the group's ``settings`` extra (engine, top_n, dft, protocol, max_reruns, batch_size, codes,
-  scheduler), so that reruns run exactly like the first run.
+  scheduler, shell), so that reruns run exactly like the first run.
 * **controllers**: :class:`~aiida_grimperium.workchains.campaign.CampaignWorkChain` nodes in the group.
 
 A campaign is the record of what was asked: submitting a row whose SMILES, charge, multiplicity or reference
@@ -38,6 +38,8 @@ DEFAULT_SETTINGS = {
     # Scheduler overrides of every job's metadata.options (None: as the code's protocol says); see
     # builders.scheduler_options: SLURM partition, account, walltime in seconds, threads, memory in MB.
     'scheduler': {'queue': None, 'account': None, 'walltime': None, 'cores': None, 'memory_mb': None},
+    # The shell step (workchains/shell.py), or None: {'command': 'xtb {lowest} --ohess', 'outputs': [...]}.
+    'shell': None,
 }
 #: The row fields that define what was asked of a molecule (a change must be asked for: ``update``).
 IDENTITY_FIELDS = ('smiles', 'charge', 'multiplicity', 'H298_cbs')

@@ -69,7 +69,8 @@ def cmd_campaign():
 
 
 def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, batch_size, code_labels, computer=None,
-              queue=None, account=None, walltime=None, cores=None, memory_mb=None) -> dict:
+              queue=None, account=None, walltime=None, cores=None, memory_mb=None, shell_step=None,
+              shell_outputs=()) -> dict:
     from ..campaign.store import DEFAULT_SETTINGS
 
     codes = dict(DEFAULT_SETTINGS['codes'])
@@ -82,7 +83,70 @@ def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, batch_si
         codes[name] = label
     scheduler = {'queue': queue, 'account': account, 'walltime': walltime, 'cores': cores, 'memory_mb': memory_mb}
     return {'engine': engine, 'top_n': top_n, 'num_conformers': num_conformers, 'dft': dft, 'protocol': protocol,
-            'max_reruns': max_reruns, 'batch_size': batch_size, 'codes': codes, 'scheduler': scheduler}
+            'max_reruns': max_reruns, 'batch_size': batch_size, 'codes': codes, 'scheduler': scheduler,
+            'shell': _shell_setting(shell_step, shell_outputs)}
+
+
+def _shell_setting(command: str | None, outputs: tuple) -> dict | None:
+    """The ``shell`` setting of ``--shell-step``/``--shell-output``, its command and files checked."""
+    from ..workchains.shell import check_outputs, parse_command
+
+    if command is None:
+        if outputs:
+            raise click.BadParameter('keeps the files of --shell-step: give the command too', param_hint='--shell-output')
+        return None
+    try:
+        parse_command(command)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--shell-step') from None
+    try:
+        check_outputs(list(outputs))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint='--shell-output') from None
+    return {'command': command, 'outputs': list(outputs)}
+
+
+def _check_shell_step(settings: dict, codes: dict, create: bool) -> None:
+    """The --shell-step executable is on the computer of the codes (``which`` there); with ``create``, its code is
+    made now (aiida-shell's ``prepare_code``), so the daemon only loads it."""
+    from ..workchains.shell import parse_command
+
+    shell = settings.get('shell')
+    if not shell:
+        return
+    from ..workchains.shell import find_shell_code
+
+    computer = codes['mopac'].computer
+    executable, _ = parse_command(shell['command'])
+    try:
+        if create:
+            find_shell_code(shell['command'], computer)
+        elif not _on_computer(executable, computer):
+            raise ValueError(f'`{executable}` is not on computer `{computer.label}` (`which {executable}` found '
+                             'nothing): give its full path, or install it there')
+    except ValueError as exc:
+        raise click.ClickException(f'--shell-step: {exc}') from None
+    except Exception as exc:  # noqa: BLE001 - the transport's own reason (SSH refused, ...), in one line
+        raise click.ClickException(f'--shell-step: cannot look for `{executable}` on computer `{computer.label}`: '
+                                   f'{exc}') from None
+
+
+def _on_computer(executable: str, computer) -> bool:
+    """Whether ``prepare_code`` would find ``executable`` on ``computer``: a code of that label there, or what
+    ``which`` finds (a dry run stores no code)."""
+    import shlex
+
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        orm.load_code(f'{executable}@{computer.label}')
+        return True
+    except NotExistent:
+        pass
+    with computer.get_transport() as transport:
+        status, _, _ = transport.exec_command_wait(f'which {shlex.quote(executable)}')
+    return status == 0
 
 
 def _check_codes(settings: dict) -> dict:
@@ -107,6 +171,7 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
     profile = load_profile(ctx)
     settings = _settings(**settings_args)
     codes = _check_codes(settings)
+    _check_shell_step(settings, codes, create=not dry_run)
     from ..campaign.builders import default_max_active
     from ..campaign.store import add_molecules, open_campaign, plan_sizes
 
@@ -248,7 +313,7 @@ def cmd_list(ctx):
 
 
 STAGES = (('conformer search', 'conformer_search_status', ('SUCCESS',)), ('MOPAC', 'mopac_status', ('OK',)),
-          ('DFT', 'dft_status', ('OK',)))
+          ('DFT', 'dft_status', ('OK',)), ('shell step', 'shell_status', ('OK',)))
 
 
 def progress(group) -> tuple[dict, list[tuple[str, int]], int]:
@@ -266,7 +331,8 @@ def progress(group) -> tuple[dict, list[tuple[str, int]], int]:
         summary = (molecule.runs[-1].summary if molecule.runs else None) or {}
         for label, key, good in STAGES:
             done[label] += summary.get(key) in good
-    stages = [(label, done[label]) for label, _, _ in STAGES if label != 'DFT' or settings.get('dft')]
+    shown = {'DFT': settings.get('dft'), 'shell step': settings.get('shell')}  # the optional stages, when asked
+    stages = [(label, done[label]) for label, _, _ in STAGES if shown.get(label, True)]
     return counts, stages + [('done (OK)', counts.get('OK', 0))], len(molecules)
 
 

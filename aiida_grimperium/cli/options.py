@@ -90,6 +90,13 @@ def campaign_options(function):
                      help='Code to use, e.g. --code mopac=mopac@cluster (default NAME@localhost).'),
         click.option('--update', is_flag=True,
                      help='Apply changed rows and options to an existing campaign (old results stay, superseded).'),
+        click.option('--shell-step', 'shell_step', default=None, metavar="'CMD {lowest} ...'",
+                     help='After MOPAC (and DFT), run this command on each molecule\'s PM7-lowest conformer, '
+                          '`{lowest}` being its XYZ file (an aiida-shell ShellJob on the computer of the codes), '
+                          "e.g. 'xtb {lowest} --ohess'. Its failure fails only that step (export: shell_status)."),
+        click.option('--shell-output', 'shell_outputs', multiple=True, metavar='FILE',
+                     help='A file (or glob) the --shell-step command writes, kept as a node; repeat for more. '
+                          'stdout and stderr are always kept.'),
         scheduler_options,
         strictness_option,
         click.option('--dry-run', is_flag=True, help='Validate, check the codes and show what would run; store nothing.'),

@@ -7,7 +7,9 @@ A campaign runs its molecules in batches. For a batch of N molecules (engine ``r
 2. **one MOPAC job** computes the ``top_n`` lowest conformers of every molecule that has an ensemble
    (:class:`~aiida_grimperium.calculations.mopac.MopacCalculation` with ``ensembles``);
 3. optionally one :class:`~.dft.DftWorkChain` per molecule, on its PM7-lowest conformer;
-4. **one calcfunction** (:func:`~aiida_grimperium.calculations.functions.summaries.summarize_batch`) makes each
+4. optionally (``shell``) one aiida-shell ``ShellJob`` per molecule that got this far, running the user's
+   command on its PM7-lowest conformer (:mod:`.shell`: its failure fails only that step);
+5. **one calcfunction** (:func:`~aiida_grimperium.calculations.functions.summaries.summarize_batch`) makes each
    molecule's summary from those jobs' outputs.
 
 With engine ``crest`` step 1 is one :class:`~.conformers.ConformerSearchWorkChain` per molecule (CREST takes
@@ -33,9 +35,10 @@ from ..calculations.functions.structures import lowest_structure
 from ..calculations.functions.summaries import summarize_batch
 from ..calculations.mopac import MopacCalculation
 from ..calculations.xtb import XtbCalculation
-from .base import LaunchOnce, duration_seconds, outputs_of
+from .base import duration_seconds, outputs_of
 from .conformers import DEFAULT_OPTIONS, DEFAULT_XTB, ENGINES, ConformerSearchWorkChain
 from .dft import DftWorkChain
+from .shell import ShellStep, shell_fields
 
 
 def batch_summaries(batch: orm.WorkflowNode) -> dict[str, orm.Dict]:
@@ -60,7 +63,7 @@ def job_message(node: orm.ProcessNode) -> str:
     return f'{node.exit_message or "failed"} (exit {node.exit_status})'
 
 
-class ConformerBatchWorkChain(LaunchOnce, WorkChain):
+class ConformerBatchWorkChain(ShellStep, WorkChain):
     """Conformer search → PM7 on the N lowest conformers → optional DFT, for a batch of molecules."""
 
     @classmethod
@@ -88,6 +91,7 @@ class ConformerBatchWorkChain(LaunchOnce, WorkChain):
                            namespace_options={'required': False, 'populate_defaults': False,
                                               'help': 'Give `dft.code` to run DFT on each PM7-lowest conformer.'})
         spec.inputs['dft'].validator = None  # the geometry comes later; DftWorkChain validates when launched
+        cls.define_shell(spec)
         spec.outline(
             cls.setup,
             cls.run_search,
@@ -96,6 +100,7 @@ class ConformerBatchWorkChain(LaunchOnce, WorkChain):
                 cls.run_mopac,
                 cls.inspect_mopac,
                 if_(cls.should_run_dft)(cls.run_dft, cls.inspect_dft),
+                if_(cls.should_run_shell)(cls.run_shell, cls.inspect_shell),
             ),
             cls.summarize,
         )
@@ -249,6 +254,44 @@ class ConformerBatchWorkChain(LaunchOnce, WorkChain):
                     self.ctx.results[f'dft_band_gap_{key}'] = outputs['band_gap']
             else:
                 self.fail_molecule(key, 'dft', f'DFT: {job_message(node)}')
+
+    def shell_computer(self) -> orm.Computer:
+        return self.inputs.mopac_code.computer
+
+    def should_run_shell(self):
+        return self.has_shell_step() and bool(self.shell_keys())
+
+    def shell_keys(self) -> list[str]:
+        """The molecules the shell step runs on: PM7 (and DFT, if it ran) succeeded."""
+        return [key for key in self.ctx.pm7_ok if 'error_message' not in self.ctx.info[key]]
+
+    def run_shell(self):
+        """One ShellJob per molecule on its PM7-lowest conformer; a step that cannot start fails only itself."""
+        self.set_stage('shell')
+        keys = self.shell_keys()
+        try:
+            code = self.shell_code()
+        except ValueError as exc:
+            for key in keys:
+                self.ctx.info[key].update(shell_status='FAILED', shell_error=str(exc))
+            self.report(f'shell step not run: {exc}')
+            return None
+        launched = {}
+        for key in keys:
+            molecule = self.ctx.molecules[key]
+            structure = self.run_once(f'structure_{key}', lowest_structure, results=self.ctx.pm7_ok[key])['result']
+            try:
+                launched[f'shell_{key}'] = self.submit_shell(key, code, structure, {
+                    name: molecule[name] for name in ('mol_id', 'charge', 'multiplicity')})
+            except ValueError as exc:  # the ShellJob refused its inputs
+                self.ctx.info[key].update(shell_status='FAILED', shell_error=f'shell job not launched: {exc}')
+        self.ctx.shell_launched = sorted(launched)
+        self.report(f'launched {len(launched)} ShellJob(s) with {code.full_label}')
+        return ToContext(**launched)
+
+    def inspect_shell(self):
+        for label in self.ctx.get('shell_launched', []):
+            self.ctx.info[label[len('shell_'):]].update(shell_fields(self.ctx[label]))
 
     def summarize(self):
         """Each molecule's summary, made from the jobs' outputs by one calcfunction; then the batch's verdict."""

@@ -3,7 +3,9 @@
 SMILES or structure → conformer search (CREST or RDKit + xtb, with the xtb pre-optimisation: the steps of
 :class:`ConformerSearchWorkChain`, run inline, see :class:`ConformerSearchSteps`) → the ``top_n`` lowest
 conformers in **one** MOPAC job → optionally :class:`DftWorkChain` (pw.x, VASP or CRYSTAL23, by the code
-given) on the PM7-lowest conformer.
+given) on the PM7-lowest conformer → optionally (``shell``) the user's command on that conformer, an aiida-shell
+``ShellJob`` (:mod:`.shell`; the files it keeps are the outputs ``shell.<name>``; its failure is reported in the
+summary, ``shell_status``/``shell_error``, and leaves the exit status of the pipeline alone).
 
 For one molecule (rdkit-xtb from SMILES, no DFT): this workchain, the xtb job through
 :class:`XtbBaseWorkChain` (it embeds the RDKit conformers, optimises them all and keeps the refined ensemble),
@@ -29,12 +31,13 @@ from .base import duration_seconds, outputs_of
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
 from .dft import DftWorkChain
 from .mopac import MopacBaseWorkChain
+from .shell import ShellStep, shell_fields
 
 #: The seed's five stages, in order; ``stage`` extras take these values.
 STAGES = ('selected', 'preoptimization', 'conformer_search', 'mopac', 'dft', 'done')
 
 
-class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
+class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
     """Conformer search → PM7 on the N lowest conformers (one job) → optional DFT on the lowest."""
 
     @classmethod
@@ -59,6 +62,7 @@ class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
         spec.inputs['mopac']['mopac'].validator = None
         spec.inputs['dft'].validator = None
         spec.inputs.validator = cls.validate_inputs
+        cls.define_shell(spec)
 
         # Each outline step costs a checkpoint of the whole workchain and a few commits (AiiDA's bookkeeping), so
         # the steps between two waits run as one: three steps for a molecule without DFT.
@@ -68,6 +72,7 @@ class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
             cls.refine_and_run_mopac,
             cls.inspect_mopac_then_dft_or_results,
             if_(cls.should_run_dft)(cls.inspect_dft_and_results),
+            if_(cls.has_shell_step)(cls.inspect_shell_and_results),
         )
         spec.output('ensemble', valid_type=orm.TrajectoryData, help='The conformer ensemble, lowest first.')
         spec.output('pm7_parameters', valid_type=orm.Dict, required=False, help="MOPAC's output_parameters.")
@@ -76,6 +81,8 @@ class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
         spec.output('lowest_structure', valid_type=orm.StructureData, required=False,
                     help='PM7 geometry of the most stable conformer.')
         spec.expose_outputs(DftWorkChain, namespace='dft', namespace_options={'required': False})
+        spec.output_namespace('shell', valid_type=orm.Data, dynamic=True, required=False,
+                              help="The shell step's ShellJob outputs: stdout, stderr and the files kept.")
         spec.output('output_parameters', valid_type=orm.Dict,
                     help='The per-molecule summary the campaign export reads (always written).')
         spec.exit_code(401, 'ERROR_INVALID_MOLECULE', message='The SMILES, charge or multiplicity is invalid.')
@@ -124,10 +131,17 @@ class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
         return self.in_turn(self.inspect_search, self.refine, self.run_mopac)
 
     def inspect_mopac_then_dft_or_results(self):
-        return self.in_turn(self.inspect_mopac, self.run_dft if self.should_run_dft() else self.results)
+        return self.in_turn(self.inspect_mopac, self.run_dft if self.should_run_dft() else self.shell_or_results)
 
     def inspect_dft_and_results(self):
-        return self.in_turn(self.inspect_dft, self.results)
+        return self.in_turn(self.inspect_dft, self.shell_or_results)
+
+    def shell_or_results(self):
+        """After the last computation: the shell step if there is one (its inspection writes the results)."""
+        return self.run_shell() if self.has_shell_step() else self.results()
+
+    def inspect_shell_and_results(self):
+        return self.in_turn(self.inspect_shell, self.results)
 
     def set_stage(self, stage: str) -> None:
         self.node.base.extras.set('stage', stage)
@@ -227,6 +241,34 @@ class ConformerToDftWorkChain(ConformerSearchSteps, WorkChain):
         self.ctx.results['dft_energy'] = node.outputs.energy
         if 'band_gap' in node.outputs:
             self.ctx.results['dft_band_gap'] = node.outputs.band_gap
+
+    def shell_computer(self) -> orm.Computer:
+        return self.inputs.mopac.mopac.code.computer
+
+    def run_shell(self):
+        """One ShellJob on the PM7-lowest conformer; a step that cannot start fails only itself."""
+        self.set_stage('shell')
+        molecule = {'charge': self.inputs.charge.value, 'multiplicity': self.inputs.multiplicity.value}
+        structure = outputs_of(self.ctx.mopac).get('output_structure')
+        try:
+            if structure is None:
+                raise ValueError('MOPAC returned no PM7-lowest structure')
+            node = self.submit_shell(None, self.shell_code(), structure, molecule)
+        except ValueError as exc:
+            self.ctx.summary.update(shell_status='FAILED', shell_error=str(exc))
+            self.report(f'shell step not run: {exc}')
+            return None
+        self.report(f'launched {node.process_label}<{node.pk}>')
+        return ToContext(shell=node)
+
+    def inspect_shell(self):
+        if 'shell' not in self.ctx:  # it could not start: the summary says why
+            return
+        node = self.ctx.shell
+        self.ctx.summary.update(shell_fields(node))
+        for label, output in outputs_of(node).items():
+            if label not in ('retrieved', 'remote_folder'):
+                self.out(f'shell.{label}', output)
 
     def fail(self, exit_code):
         """End the molecule with ``exit_code``, keeping the summary of what was computed."""

@@ -15,3 +15,22 @@ def lowest_structure(results: orm.Dict) -> orm.StructureData:
     structure = molecule_structure(geometry['symbols'], geometry['positions'])
     structure.base.attributes.set('mol_id', results.get('mol_id'))
     return structure
+
+
+#: The file name of the conformer a shell step's ``{lowest}`` stands for.
+XYZ_FILENAME = 'lowest.xyz'
+
+
+@calcfunction
+def conformer_xyz(structure: orm.StructureData, molecule: orm.Dict) -> orm.SinglefileData:
+    """``structure`` as an XYZ file (``lowest.xyz``, positions in Angstrom) for a shell step; its comment line is
+    ``mol_id=... charge=... multiplicity=...`` from ``molecule``, which a script may read (XYZ has no charge)."""
+    import io
+
+    from ...structures import structure_symbols_positions
+
+    symbols, positions = structure_symbols_positions(structure)
+    comment = ' '.join(f'{name}={molecule[name]}' for name in ('mol_id', 'charge', 'multiplicity') if name in molecule)
+    lines = [str(len(symbols)), comment]
+    lines += [f'{symbol:<2} {x:16.10f} {y:16.10f} {z:16.10f}' for symbol, (x, y, z) in zip(symbols, positions)]
+    return orm.SinglefileData(io.BytesIO(('\n'.join(lines) + '\n').encode()), filename=XYZ_FILENAME)

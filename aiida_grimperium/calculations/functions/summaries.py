@@ -22,6 +22,8 @@ SUMMARY_KEYS = (
     'conformer_relative_energies_kcal_mol', 'mopac_status', 'mopac_time_s', 'pm7_heats_of_formation_kcal_mol',
     'most_stable_hof', 'boltzmann_hof', 'error_message', 'engine', 'top_n', 'dft_code', 'dft_status',
     'dft_energy_ev', 'dft_band_gap_ev', 'dft_time_s',
+    # the shell step (workchains/shell.py): OK/FAILED, why it failed, the ShellJob's pk, {file name: pk} kept
+    'shell_status', 'shell_error', 'shell_pk', 'shell_outputs',
 )
 #: Temperature of the Boltzmann-weighted PM7 heat of formation (K).
 BOLTZMANN_TEMPERATURE = 298.15
