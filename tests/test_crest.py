@@ -242,3 +242,32 @@ def test_replay_crest_failed_run_gives_exit_code(replay_code, tmp_path):
     assert node.exit_status == 410
     assert 'output_ensemble' not in results
     assert 'xtb.out' in node.outputs.retrieved.base.repository.list_object_names()
+
+
+def test_crest_base_workchain_reruns_a_search_stopped_at_its_walltime(replay_code, tmp_path):
+    """REPLAY through grimperium.crest.base: the butane run cut short by Slurm's walltime (its stdout halved, no
+    ensemble, slurmstepd's line in the scheduler's stderr: a mutation of the recorded run), then the whole run. The
+    handler reruns the search with twice the walltime; the outputs are those of the recorded run."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_grimperium.workchains.crest import CrestBaseWorkChain
+
+    cut = tmp_path / 'replay-butane-walltime'
+    cut.mkdir()
+    text = (FIXTURES / 'butane' / 'crest.out').read_text()
+    (cut / 'crest.stdout').write_text(text[: len(text) // 2])
+    (cut / '_scheduler-stderr.txt').write_text('slurmstepd: error: *** JOB 12 ON node1 CANCELLED AT '
+                                               '2026-01-01T10:00:00 DUE TO TIME LIMIT ***\n')
+    code = replay_code('grimperium.crest', [cut, replay_folder(tmp_path, 'butane')], label='crest-walltime')
+    builder = CrestBaseWorkChain.get_builder_from_protocol(code, read_structure(FIXTURES / 'butane' / 'input.xyz'),
+                                                           'fast', options={'max_wallclock_seconds': 900})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_status
+    calcs = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.exit_status for c in calcs] == [400, 0]
+    assert [c.get_option('max_wallclock_seconds') for c in calcs] == [900, 1800]
+    assert calcs[1].inputs.structure.uuid == calcs[0].inputs.structure.uuid  # CREST cannot continue a search
+    assert calcs[0].inputs.parameters['mode'] == 'quick'
+    assert results['output_parameters']['lowest_energy_hartree'] == xyz_comment_energies('butane')[1][0]
+    assert any('ran out of walltime' in log.message for log in orm.Log.collection.get_logs_for(node))

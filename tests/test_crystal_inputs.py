@@ -168,9 +168,9 @@ def test_protocols_give_valid_inputs(mgo_primitive, protocol, aiida_localhost):
 
     code = orm.InstalledCode(label='crystal-proto', computer=aiida_localhost, filepath_executable='/bin/true',
                              default_calc_job_plugin='grimperium.crystal')
-    overrides = {'parameters': {'hamiltonian': 'B3LYP'}}
+    overrides = {'crystal': {'parameters': {'hamiltonian': 'B3LYP'}}}
     builder = CrystalBaseWorkChain.get_builder_from_protocol(code, mgo_primitive, protocol, overrides, relax=True)
-    assert overrides == {'parameters': {'hamiltonian': 'B3LYP'}}          # not mutated
+    assert overrides == {'crystal': {'parameters': {'hamiltonian': 'B3LYP'}}}  # not mutated
     parameters = builder.crystal.parameters.get_dict()
     assert validate_parameters(parameters) is None and parameters['hamiltonian'] == 'B3LYP'
     assert parameters['optgeom']['type'] == 'FULLOPTG' and sorted(builder.crystal.basis_sets) == ['Mg', 'O']

@@ -80,7 +80,7 @@ def test_replay_workchain_scf_handler(replay_code, mgo):
     """failed_scf (SCF FAILED) then the MgO SCF: the handler restarts once with FMIXING 60 and then succeeds."""
     code = replay_code('grimperium.crystal', [REPLAY / 'failed_scf', REPLAY / 'mgo_sto3g_scf'], label='crystal-wc')
     builder = CrystalBaseWorkChain.get_builder_from_protocol(
-        code, mgo, protocol='fast', overrides={'parameters': {'hamiltonian': 'HF', 'fmixing': 30}})
+        code, mgo, protocol='fast', overrides={'crystal': {'parameters': {'hamiltonian': 'HF', 'fmixing': 30}}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_status
     calcs = sorted(node.called, key=lambda n: n.ctime)
@@ -100,7 +100,7 @@ def test_replay_workchain_geometry_handler(replay_code, mgo, tmp_path):
     (failed / 'main.out.stdout').write_text(text.replace('OPT END - CONVERGED', 'OPT END - FAILED'))
     code = replay_code('grimperium.crystal', [failed, REPLAY / 'mgo_sto3g_opt'], label='crystal-geo')
     builder = CrystalBaseWorkChain.get_builder_from_protocol(
-        code, mgo, relax=True, overrides={'parameters': {'hamiltonian': 'HF'}})
+        code, mgo, relax=True, overrides={'crystal': {'parameters': {'hamiltonian': 'HF'}}})
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_status
     calcs = sorted(node.called, key=lambda n: n.ctime)

@@ -242,7 +242,7 @@ def test_protocols_build_distinct_inputs(mopac_code):
     builder = MopacBaseWorkChain.get_builder_from_protocol(mopac_code, molecule_structure(*WATER), 'fast', overrides)
     assert builder.mopac.parameters['keywords'] == ['PRECISE']
     assert overrides == {'mopac': {'parameters': {'keywords': ['PRECISE']}}}  # not mutated
-    with pytest.warns(UserWarning, match='not a key of the protocol'):
+    with pytest.warns(UserWarning, match='unrecognised key in overrides: max_iteration'):
         MopacBaseWorkChain.get_builder_from_protocol(mopac_code, molecule_structure(*WATER), 'fast', {'max_iteration': 2})
 
 

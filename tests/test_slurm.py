@@ -198,10 +198,10 @@ def test_scancel_and_walltime_are_restarted_to_the_same_result(slurm_computer, t
              'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}}
 
     def builders(options):
-        mopac = MopacBaseWorkChain.get_builder_from_protocol(orm.load_code(f'mopac@{SLURM_COMPUTER}'), water, 'fast')
-        mopac.mopac.metadata.options = options
-        xtb = XtbBaseWorkChain.get_builder_from_protocol(orm.load_code(f'xtb@{SLURM_COMPUTER}'), water, 'fast')
-        xtb.xtb.metadata.options = options
+        mopac = MopacBaseWorkChain.get_builder_from_protocol(orm.load_code(f'mopac@{SLURM_COMPUTER}'), water, 'fast',
+                                                             options=options)
+        xtb = XtbBaseWorkChain.get_builder_from_protocol(orm.load_code(f'xtb@{SLURM_COMPUTER}'), water, 'fast',
+                                                         options=options)
         return mopac, xtb
 
     # the undisturbed reference runs first, on the same cluster, while the gated ones are held

@@ -110,7 +110,7 @@ def test_protocol_builders(aiida_localhost, protocol):
     code = orm.InstalledCode(label=f'vasp-{protocol}', computer=aiida_localhost, filepath_executable='/bin/true',
                              default_calc_job_plugin='grimperium.vasp').store()
     builder = VaspBaseWorkChain.get_builder_from_protocol(code, si_structure(), protocol, potcar_library=str(LIBRARY),
-                                                         relax=True, overrides={'parameters': {'ENCUT': 450}})
+                                                         relax=True, overrides={'vasp': {'parameters': {'ENCUT': 450}}})
     parameters = builder.vasp.parameters.get_dict()
     assert parameters['ENCUT'] == 450 and parameters['IBRION'] == 2 and parameters['NSW'] > 0
     from aiida_grimperium.calculations.vasp import validate_incar
