@@ -97,3 +97,16 @@ def replay_code(aiida_localhost, tmp_path):
         ).store()
 
     return factory
+
+
+@pytest.fixture
+def pseudo_family(aiida_profile):
+    """Factory: ``pseudo_family('pbe')`` → the Debian UPF family of that functional (installed once, idempotent)."""
+    from aiida_grimperium.pseudos import DEFAULT_PSEUDO_DIR, install_family
+
+    def factory(functional: str = 'pbe'):
+        if not DEFAULT_PSEUDO_DIR.is_dir():
+            pytest.fail(f'{DEFAULT_PSEUDO_DIR} is missing: run `bash scripts/setup.sh` (Debian quantum-espresso-data)')
+        return install_family(functional)[0]
+
+    return factory

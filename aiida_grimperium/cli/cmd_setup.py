@@ -1,7 +1,8 @@
-"""``grimperium setup``: an AiiDA profile when none exists, and one ``InstalledCode`` per code found on PATH.
+"""``grimperium setup``: an AiiDA profile when none exists, one ``InstalledCode`` per code found on PATH, and the
+pw.x pseudopotential families (Debian's UPF files as aiida-pseudo families, :mod:`aiida_grimperium.pseudos`).
 
-Running it twice changes nothing: an existing profile is kept and a code whose label already exists on the
-computer is left as it is. A ``core.sqlite_dos`` profile is switched to SQLite's write-ahead log
+Running it twice changes nothing: an existing profile is kept, a code whose label already exists on the
+computer is left as it is, and an installed family is not touched. A ``core.sqlite_dos`` profile is switched to SQLite's write-ahead log
 (:mod:`aiida_grimperium.storage` says why); ``grimperium storage checkpoint`` goes with it. A computer with
 the ``core.local`` transport runs its commands without a login shell (:func:`plain_local_shell` says why).
 """
@@ -92,14 +93,34 @@ def register_codes(computer_label: str = 'localhost', echo=click.echo) -> dict[s
     return report
 
 
+def install_pseudo_families(default_family: str | None = None, echo=click.echo) -> dict[str, str]:
+    """Install Debian's UPF files as aiida-pseudo families (when pw.x's data files are there) and record
+    ``default_family`` as the default of ``grimperium.pw.base``; return ``{label: 'created' | 'exists'}``."""
+    from .. import pseudos
+
+    report = {}
+    if pseudos.DEFAULT_PSEUDO_DIR.is_dir():
+        for functional in pseudos.FUNCTIONALS:
+            family, created = pseudos.install_family(functional)
+            report[family.label] = 'created' if created else 'exists'
+            echo(f'{family.label:<20} {report[family.label]:<10} {len(family.nodes)} UPF files, cutoffs '
+                 f'{", ".join(family.get_cutoff_stringencies())}')
+    if default_family:
+        pseudos.set_default_family(default_family)
+        echo(f'default pseudopotential family of pw: {default_family}')
+    return report
+
+
 @cmd_root.command('setup')
 @click.option('--profile-name', default='grimperium', show_default=True,
               help='Name of the profile to create when no default profile exists.')
 @click.option('--computer', 'computer_label', default='localhost', show_default=True,
               help='Computer on which to register the codes.')
+@click.option('--pseudo-family', default=None, metavar='LABEL',
+              help='An installed aiida-pseudo family (e.g. SSSP/1.3/PBE/efficiency) to use by default for pw.x.')
 @click.pass_context
-def cmd_setup(ctx, profile_name, computer_label):
-    """Create a profile if none exists and register the codes found on PATH (idempotent)."""
+def cmd_setup(ctx, profile_name, computer_label, pseudo_family):
+    """Create a profile if none exists, register the codes found on PATH and the pw.x pseudopotentials (idempotent)."""
     from . import load_profile
 
     if ctx.find_root().obj.get('profile') is None:
@@ -113,6 +134,10 @@ def cmd_setup(ctx, profile_name, computer_label):
         click.echo(f'SQLite journal mode: {mode}')
     plain_local_shell(computer_label)
     register_codes(computer_label)
+    try:
+        install_pseudo_families(pseudo_family)
+    except ValueError as exc:  # an unknown --pseudo-family label
+        raise click.BadParameter(str(exc), param_hint='--pseudo-family') from exc
 
 
 @cmd_root.group('storage')
