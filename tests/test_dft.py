@@ -285,3 +285,16 @@ def test_translations():
 
 def test_vasp_site_order():
     assert vasp_site_order(['O', 'Mg', 'O', 'H', 'Mg']) == [0, 2, 1, 4, 3]
+
+
+def test_validator_without_structure(fake_code):
+    """A pipeline validates its DFT namespace before the molecule's structure exists: the charge is refused now."""
+    from aiida_grimperium.workchains.dft import validate_common_inputs
+
+    def namespace(plugin, charge):
+        return {'engines': {'relax': {'code': fake_code(plugin)}}, 'relax_type': orm.Str('none'),
+                'charge': orm.Int(charge), 'multiplicity': orm.Int(2)}
+
+    assert validate_common_inputs(namespace('grimperium.pw', 1)) is None
+    assert validate_common_inputs(namespace('grimperium.vasp', 0)) is None  # multiplicity 2: NUPDOWN 1
+    assert validate_common_inputs(namespace('grimperium.crystal', 1)).startswith('CRYSTAL: charge `1` cannot be mapped')

@@ -26,6 +26,8 @@ BOHR_TO_ANGSTROM = 0.529177210903
 EV_ANGSTROM3_TO_KBAR = 1602.1766208  # 1 eV/Å^3 = 160.21766208 GPa
 #: The common protocol names -> this package's protocol names.
 PROTOCOLS = {'fast': 'fast', 'moderate': 'balanced', 'precise': 'stringent'}
+#: This package's protocol names -> the common ones (for callers holding this package's names).
+COMMON_PROTOCOLS = {package: common for common, package in PROTOCOLS.items()}
 RELAX_TYPES = ('none', 'positions', 'volume', 'shape', 'cell', 'positions_cell', 'positions_volume', 'positions_shape')
 ELECTRONIC_TYPES = ('metal', 'insulator')
 SPIN_TYPES = ('none', 'collinear')
@@ -43,7 +45,7 @@ class Unmappable(ValueError):
 class CommonInputs:
     """The common inputs as plain Python values (what the translation functions read)."""
 
-    structure: orm.StructureData
+    structure: orm.StructureData | None  # None: validated before the structure exists (a pipeline's SMILES)
     relax_type: str = 'positions'
     electronic_type: str | None = None
     spin_type: str = 'none'
@@ -55,7 +57,7 @@ class CommonInputs:
 
     @property
     def periodic(self) -> bool:
-        return any(self.structure.pbc)
+        return self.structure is None or any(self.structure.pbc)
 
     @property
     def relaxing(self) -> bool:
@@ -73,6 +75,7 @@ class CommonInputs:
     @classmethod
     def from_namespace(cls, value) -> CommonInputs:
         plain = {f.name: value[f.name] for f in dataclasses.fields(cls) if value.get(f.name) is not None}
+        plain.setdefault('structure', None)
         for name, node in plain.items():
             if name == 'magnetization_per_site':
                 plain[name] = list(node.get_list())
@@ -218,18 +221,21 @@ def validate_code(code, _):
 
 def validate_protocol(node, _):
     if node is not None and node.value not in PROTOCOLS:
-        names = {package: common for common, package in PROTOCOLS.items()}
-        hint = f' (this package\'s `{node.value}` is `{names[node.value]}`)' if node.value in names else ''
+        common = COMMON_PROTOCOLS.get(node.value)
+        hint = f' (this package\'s `{node.value}` is `{common}`)' if common else ''
         return f'protocol `{node.value}` is not one of {list(PROTOCOLS)}{hint}'
     return None
 
 
 def validate_common_inputs(value, _=None) -> str | None:
-    """Refuse what the engine of ``engines.relax.code`` cannot map; also usable on a partial namespace."""
+    """Refuse what the engine of ``engines.relax.code`` cannot map. Also for a namespace without ``structure``
+    (a pipeline validating before its structure exists): the per-site checks then wait for the launch."""
     code = value.get('engines', {}).get('relax', {}).get('code')
-    if 'structure' not in value or code is None or code.default_calc_job_plugin not in ENGINES:
+    if code is None or code.default_calc_job_plugin not in ENGINES:
         return None  # the ports' own validators report these
     common = CommonInputs.from_namespace(value)
+    if common.structure is None:
+        common.magnetization_per_site = None
     if common.magnetization_per_site is not None:
         if not common.spin_polarised:
             return 'magnetization_per_site needs spin_type `collinear`'
