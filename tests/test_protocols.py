@@ -118,15 +118,14 @@ def test_an_unknown_override_key_warns(code, build):
 
 @pytest.mark.parametrize('code', CASES)
 def test_a_mistyped_protocol_raises(code, build):
-    with pytest.raises(ValueError, match='`fats` is not a valid protocol'):
+    with pytest.raises(ValueError, match=r"`fats` is not a protocol of .*\['balanced', 'fast', 'stringent'\]"):
         build(code, 'fats')
 
 
-@pytest.mark.xfail(strict=True, reason='aiida-quantumespresso only points to get_available_protocols(); naming them '
-                                       'needs GrimperiumProtocolMixin.get_protocol_inputs to say so')
-def test_a_mistyped_protocol_names_the_available_ones(build):
-    with pytest.raises(ValueError, match='balanced.*fast.*stringent'):
-        build('mopac', 'fats')
+def test_the_ecosystem_aliases_of_protocol_names_are_accepted(build):
+    """aiida-quantumespresso's (and aiida-common-workflows') ``moderate`` and ``precise``."""
+    assert build('mopac', 'precise').mopac.parameters['keywords'] == build('mopac', 'stringent').mopac.parameters['keywords']
+    assert build('xtb', 'moderate').xtb.parameters['opt_level'] == 'tight'
 
 
 def test_protocols_differ_where_their_descriptions_say(build):

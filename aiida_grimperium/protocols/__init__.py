@@ -42,6 +42,14 @@ class GrimperiumProtocolMixin(ProtocolMixin):
         return PROTOCOL_DIR / f'{cls._protocol_name}.yaml'
 
     @classmethod
+    def get_protocol_inputs(cls, protocol=None, overrides=None) -> dict:
+        """aiida-quantumespresso's, with a mistyped protocol name refused by a message that lists the names."""
+        names = cls.get_available_protocols()
+        if protocol is not None and protocol not in names and cls._check_if_alias(protocol) not in names:
+            raise ValueError(f'`{protocol}` is not a protocol of {cls.__name__}; choose one of {sorted(names)}')
+        return super().get_protocol_inputs(protocol, overrides)
+
+    @classmethod
     def merged_options(cls, protocol_options: dict | None, options: dict | None, code=None) -> dict:
         """The protocol's ``metadata.options`` with the caller's ``options`` deep-merged on top, and the
         default resources of ``code``'s scheduler (aiida-quantumespresso's ``set_default_resources``)."""
