@@ -96,7 +96,6 @@ def _final_frame(parsed: dict) -> dict:
     parsed.pop('structure', None)
     bands = parsed.pop('bands', {}) or {}
     PwParser.final_trajectory_frame_to_parameters(parsed, trajectory)
-    parsed['number_ionic_steps'] = parsed.get('number_ionic_steps', len(trajectory.get('energy', [])))
     if parsed.get('occupations') == 'fixed' and 'bands' in bands:
         parsed.update(frontier_levels(bands['bands'], bands['occupations']))
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in parsed.items()}
