@@ -12,7 +12,6 @@ import json
 
 from aiida import orm
 
-from ..protocols import get_protocol_inputs
 from .molecules import Molecule
 
 DFT_CODES = ('pw', 'vasp', 'crystal')
@@ -144,9 +143,12 @@ def shell_inputs(settings: dict, codes: dict[str, orm.AbstractCode]) -> dict | N
 def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
     """The inputs of :class:`~aiida_grimperium.workchains.batch.ConformerBatchWorkChain` for the campaign
     ``settings`` (all but ``molecules``); the same nodes serve every batch of a wave."""
+    from ..workchains.mopac import MopacBaseWorkChain
+    from ..workchains.xtb import XtbBaseWorkChain
+
     codes = codes or load_codes(settings)
-    xtb = get_protocol_inputs('xtb', 'balanced')
-    mopac = get_protocol_inputs('mopac', 'balanced')
+    xtb = XtbBaseWorkChain.get_protocol_inputs('balanced')
+    mopac = MopacBaseWorkChain.get_protocol_inputs('balanced')
     inputs = {
         'engine': orm.Str(settings['engine']),
         'xtb_code': codes['xtb'],
@@ -174,7 +176,9 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
 
     Give the same ``shared`` to the builders of every molecule of a campaign (:class:`SharedInputs`).
     """
+    from ..workchains.mopac import MopacBaseWorkChain
     from ..workchains.pipeline import ConformerToDftWorkChain
+    from ..workchains.xtb import XtbBaseWorkChain
 
     codes = codes or load_codes(settings)
     shared = shared or SharedInputs()
@@ -189,10 +193,10 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
     if 'crest' in codes:
         builder.conformers.crest_code = codes['crest']
     builder.conformers.num_conformers = shared(orm.Int, int(settings['num_conformers']))
-    xtb = get_protocol_inputs('xtb', 'balanced')  # the conformer search runs xtb with these options
+    xtb = XtbBaseWorkChain.get_protocol_inputs('balanced')  # the conformer search runs xtb with these options
     builder.conformers.options = shared(orm.Dict, scheduler_options(settings, xtb['xtb']['metadata']['options']))
 
-    mopac = get_protocol_inputs('mopac', 'balanced')
+    mopac = MopacBaseWorkChain.get_protocol_inputs('balanced')
     builder.mopac.max_iterations = shared(orm.Int, mopac['max_iterations'])
     builder.mopac.mopac.code = codes['mopac']
     builder.mopac.mopac.parameters = shared(orm.Dict, mopac['mopac']['parameters'])
