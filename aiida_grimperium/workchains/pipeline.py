@@ -33,8 +33,8 @@ from .dft import DftWorkChain
 from .mopac import MopacBaseWorkChain
 from .shell import ShellStep, shell_fields
 
-#: The seed's five stages, in order; ``stage`` extras take these values.
-STAGES = ('selected', 'preoptimization', 'conformer_search', 'mopac', 'dft', 'done')
+#: The stages, in order (the seed's, and the optional shell step); ``stage`` extras take these values.
+STAGES = ('selected', 'preoptimization', 'conformer_search', 'mopac', 'dft', 'shell', 'done')
 
 
 class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
