@@ -33,6 +33,8 @@ class PwBaseWorkChain(GrimperiumProtocolMixin, QePwBaseWorkChain):
         super().define(spec)
         # the exposed `pw` namespace is aiida-quantumespresso's: its default parser would drop the gap
         spec.inputs['pw']['metadata']['options']['parser_name'].default = 'grimperium.pw'
+        # the same ports, registered for this package's CalcJob, so that `results` finds them on its node
+        spec.expose_outputs(PwCalculation)
 
     @classmethod
     def get_protocol_inputs(cls, protocol=None, overrides=None):
