@@ -39,3 +39,35 @@ def test_remote_computers_are_left_alone(aiida_profile):
     computer = new_computer('core.ssh')
     assert plain_local_shell(computer.label, echo=lambda _: None) is False
     assert not computer.is_configured
+
+
+def test_pseudo_families_installed_once(aiida_profile):
+    """Debian's UPF files as aiida-pseudo families with cutoffs per stringency; a second run changes nothing."""
+    from aiida_grimperium import pseudos
+    from aiida_grimperium.cli.cmd_setup import install_pseudo_families
+
+    install_pseudo_families(echo=lambda _: None)
+    family = pseudos.load_family(pseudos.family_label('pbe'))
+    count = len(family.nodes)
+    assert install_pseudo_families(echo=lambda _: None) == {'Debian/QE/PBE': 'exists', 'Debian/QE/PZ': 'exists'}
+    assert len(family.nodes) == count and family.get_pseudo('H').filename == 'H.pbe-kjpaw.UPF'
+    assert type(family.get_pseudo('H')).__name__ == 'UpfData' and family.get_pseudo('H').z_valence == 1
+    # low: the former `fast` cutoffs; normal/high: at least what the UPF file states (46/201 Ry for H.pbe-kjpaw)
+    text = (pseudos.DEFAULT_PSEUDO_DIR / 'H.pbe-kjpaw.UPF').read_text()
+    assert 'Suggested minimum cutoff for wavefunctions:  46. Ry' in text
+    assert family.get_recommended_cutoffs(elements=('H',), stringency='low', unit='Ry') == (20.0, 160.0)
+    assert family.get_recommended_cutoffs(elements=('H',), stringency='normal', unit='Ry') == (46.0, 368.0)
+    assert family.get_recommended_cutoffs(elements=('Si',), stringency='normal', unit='Ry') == (30.0, 240.0)
+
+
+def test_pseudo_family_recorded_as_default(aiida_profile):
+    from aiida_grimperium import pseudos
+    from aiida_grimperium.cli.cmd_setup import install_pseudo_families
+
+    install_pseudo_families('Debian/QE/PZ', echo=lambda _: None)
+    assert pseudos.default_family_label() == 'Debian/QE/PZ'
+    install_pseudo_families('Debian/QE/PBE', echo=lambda _: None)
+    assert pseudos.default_family_label() == 'Debian/QE/PBE'
+    import pytest
+    with pytest.raises(ValueError, match='not installed'):
+        pseudos.set_default_family('SSSP/1.3/PBE/efficiency')
