@@ -238,22 +238,26 @@ def test_real_campaign_on_the_daemon(campaign_codes, started_daemon_client, tmp_
 
 def orphan_outputs(group_label: str) -> list[int]:
     """Pks of the Data nodes that a process of the campaign returned or created but that have no creator
-    (a CREATE link): a workchain's RETURN link alone is not a creator."""
+    (a CREATE link): a workchain's RETURN link alone is not a creator. The processes are the controllers and
+    everything they called (``called_descendants``: CALL links, which ``with_ancestors`` does not follow)."""
     from aiida.common.links import LinkType
 
     from aiida_grimperium.workchains.campaign import CampaignWorkChain
 
+    controllers = orm.QueryBuilder().append(orm.Group, filters={'label': group_label}, tag='group').append(
+        CampaignWorkChain, with_group='group').all(flat=True)
+    processes = {node.pk for controller in controllers for node in [controller, *controller.called_descendants]}
+    assert len(processes) > len(controllers), 'the campaign ran no process'
     query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'label': group_label}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', tag='controller')
-    query.append(orm.ProcessNode, with_ancestors='controller', tag='process')
+    query.append(orm.ProcessNode, filters={'id': {'in': sorted(processes)}}, tag='process')
     query.append(orm.Data, with_incoming='process', edge_filters={'type': {'in': [LinkType.CREATE.value,
                                                                                    LinkType.RETURN.value]}},
                  project=['id'])
     outputs = set(query.all(flat=True))
+    assert outputs, 'the campaign made no output'
     created = orm.QueryBuilder().append(orm.ProcessNode, tag='p').append(
         orm.Data, with_incoming='p', edge_filters={'type': LinkType.CREATE.value},
-        filters={'id': {'in': sorted(outputs)}}, project=['id']).all(flat=True) if outputs else []
+        filters={'id': {'in': sorted(outputs)}}, project=['id']).all(flat=True)
     return sorted(outputs - set(created))
 
 

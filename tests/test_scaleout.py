@@ -114,13 +114,13 @@ def profiles(scaleout_services, tmp_path):
         shutil.rmtree(tmp_path / 'aiida', ignore_errors=True)
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 2.0) -> None:
+def wait_until(condition, timeout: float, what: str, interval: float = 2.0, explain=lambda: '') -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(interval)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+    raise AssertionError(f'timed out after {timeout} s waiting for {what}{explain()}')
 
 
 def diagnosis(env, profile: str, tmp_path) -> str:
@@ -165,8 +165,8 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
     sqlite = subprocess.Popen([str(a) for a in (GRIMPERIUM, '-p', names['sqlite'], common[0], 'run', csv_path,
                                                 *common[1:], '--workers', 1)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_until(lambda: 'XtbCalculation' in run(env, VERDI, '-p', psql, 'process', 'list').stdout, 120,
-               'a batch job of the PostgreSQL campaign')
+    wait_until(lambda: 'XtbCalculation' in run(env, VERDI, '-p', psql, 'process', 'list').stdout, 300,
+               'a batch job of the PostgreSQL campaign', explain=lambda: diagnosis(env, psql, tmp_path))
     run(env, 'rabbitmqctl', 'stop_app', timeout=120)  # every worker loses its broker connection and its tasks
     run(env, 'rabbitmqctl', 'start_app', timeout=120)
     broker_restarts, daemon_restarts = 1, 0

@@ -188,8 +188,8 @@ def test_column_colliding_with_the_export_is_refused(tmp_path, column):
 
 
 def test_output_columns_constant():
-    assert len(OUTPUT_COLUMNS) == 27 and len(set(OUTPUT_COLUMNS)) == 27
-    assert {'status', 'crest_conformers_kept', 'boltzmann_hof', 'dft_time', 'uuid'} <= set(OUTPUT_COLUMNS)
+    assert len(OUTPUT_COLUMNS) == 31 and len(set(OUTPUT_COLUMNS)) == 31
+    assert {'status', 'crest_conformers_kept', 'boltzmann_hof', 'dft_time', 'uuid', 'shell_status'} <= set(OUTPUT_COLUMNS)
 
 
 def test_header_only_file_has_no_molecule_rows(tmp_path):

@@ -17,16 +17,9 @@ import tempfile
 
 from aiida import orm
 
+from .columns import NEW_COLUMNS, SEED_COLUMNS
 from .readers import CampaignMolecule, read_molecules
 
-SEED_COLUMNS = [
-    'mol_id', 'status', 'reruns', 'smiles', 'multiplicity', 'charge', 'nheavy', 'timestamp_added', 'H298_cbs',
-    'batch_id', 'timestamp_started', 'timestamp_completed', 'crest_status', 'crest_conformers_generated',
-    'crest_time', 'mopac_status', 'mopac_time', 'delta_1', 'delta_2', 'delta_3', 'most_stable_hof', 'error_message',
-]
-NEW_COLUMNS = ['crest_conformers_kept', 'boltzmann_hof', 'pk', 'uuid', 'engine', 'top_n',
-               'pm7_heats_of_formation_kcal_mol', 'dft_code', 'dft_status', 'dft_energy_ev', 'dft_band_gap_ev',
-               'dft_time', 'inchikey', 'shell_status', 'shell_error', 'shell_pk', 'shell_outputs']
 #: Row fields that are the package's own bookkeeping, not the user's columns.
 INTERNAL_FIELDS = {'row', 'record'}
 #: Decimals of each rounded column (as the code prints it).
@@ -88,7 +81,7 @@ def campaign_rows(group: orm.Group) -> tuple[list[str], list[dict]]:
 
     max_reruns = settings_of(group)['max_reruns']
     rows = [molecule_row(molecule, max_reruns) for molecule in read_molecules(group).values()]
-    header = SEED_COLUMNS + NEW_COLUMNS
+    header = [*SEED_COLUMNS, *NEW_COLUMNS]
     known = set(header)
     extra = {}
     for row in rows:

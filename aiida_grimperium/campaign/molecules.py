@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 
 import pydantic
 
+from .columns import COMPUTED_FIELDS, OPTIONAL_COLUMNS, OUTPUT_COLUMNS, REQUIRED_COLUMNS
 from .validation_rules import FRAGMENT_POLICIES, MISSING, check_chemistry, finite_number, header_problems
 from .validation_rules import integer as _integer
 from .validation_rules import is_missing
@@ -58,17 +59,6 @@ from .validation_rules import is_missing
 __all__ = ['REQUIRED_COLUMNS', 'OPTIONAL_COLUMNS', 'OUTPUT_COLUMNS', 'MISSING', 'RowError', 'Validation',
            'CsvFileError', 'Molecule', 'read_csv', 'validate_rows', 'write_validation_log']
 
-REQUIRED_COLUMNS = ('mol_id', 'smiles', 'charge', 'multiplicity')
-OPTIONAL_COLUMNS = ('nheavy', 'H298_cbs', 'batch_id')
-#: the columns the export adds to a campaign's own: a CSV column of the same name would be overwritten
-OUTPUT_COLUMNS = (
-    'status', 'reruns', 'timestamp_added', 'timestamp_started', 'timestamp_completed', 'crest_status',
-    'crest_conformers_generated', 'crest_conformers_kept', 'crest_time', 'mopac_status', 'mopac_time', 'delta_1',
-    'delta_2', 'delta_3', 'most_stable_hof', 'boltzmann_hof', 'error_message', 'pk', 'uuid', 'engine', 'top_n',
-    'pm7_heats_of_formation_kcal_mol', 'dft_code', 'dft_status', 'dft_energy_ev', 'dft_band_gap_ev', 'dft_time',
-)
-#: fields the validation sets itself
-COMPUTED_FIELDS = ('row', 'inchikey', 'smiles_input')
 RESERVED_COLUMNS = {
     **{name: 'is an output column of the export (it would be overwritten there)' for name in OUTPUT_COLUMNS},
     **{name: 'is a field the validation sets itself' for name in COMPUTED_FIELDS},

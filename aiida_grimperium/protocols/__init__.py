@@ -44,10 +44,11 @@ class GrimperiumProtocolMixin(ProtocolMixin):
     @classmethod
     def get_protocol_inputs(cls, protocol=None, overrides=None) -> dict:
         """aiida-quantumespresso's, with a mistyped protocol name refused by a message that lists the names."""
-        names = cls.get_available_protocols()
-        if protocol is not None and protocol not in names and cls._check_if_alias(protocol) not in names:
-            raise ValueError(f'`{protocol}` is not a protocol of {cls.__name__}; choose one of {sorted(names)}')
-        return super().get_protocol_inputs(protocol, overrides)
+        try:
+            return super().get_protocol_inputs(protocol, overrides)
+        except ValueError:  # the only ValueError it raises: an unknown protocol name (aliases are resolved first)
+            names = sorted(cls.get_available_protocols())
+            raise ValueError(f'`{protocol}` is not a protocol of {cls.__name__}; choose one of {names}') from None
 
     @classmethod
     def merged_options(cls, protocol_options: dict | None, options: dict | None, code=None) -> dict:
