@@ -353,7 +353,7 @@ def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
     Returns the last status counts."""
     from ..campaign.readers import active_controllers
 
-    last_text = None
+    last_text = last_shown_hint = None
     while True:
         running = bool(active_controllers(group))
         counts, stages, total = progress(group)
@@ -361,7 +361,14 @@ def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
         if text != last_text:
             click.echo(text)
             last_text = text
-        if not until_done or not running:
+        left = counts.get('Pending', 0) + counts.get('Rerun', 0)
+        if not running and left and text != last_shown_hint:
+            # a controller that was killed or excepted (e.g. a lost broker task) leaves molecules nobody runs
+            click.echo(f'  no controller is running: `grimperium campaign rerun {group.label}` runs the {left} '
+                       'molecule(s) left')
+            last_shown_hint = text
+        # batches go on when their controller ended early: wait for them too
+        if not until_done or (not running and not counts.get('Running')):
             return counts
         time.sleep(refresh)
 
