@@ -122,8 +122,11 @@ def inputs(slurm_computer):
         if plugin in ('mopac', 'xtb', 'crest'):
             builder.structure = water
         elif plugin == 'pw':
+            # grimperium's own CalcJobs default to one serial process; aiida-quantumespresso's (grimperium.pw) to MPI
+            builder.metadata.options.resources = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+            builder.metadata.options.withmpi = False
             builder.structure, builder.kpoints, builder.pseudos = silicon, mesh, pseudos
-            builder.parameters = orm.Dict({'SYSTEM': {'ecutwfc': 16.0}})
+            builder.parameters = orm.Dict({'CONTROL': {'calculation': 'scf'}, 'SYSTEM': {'ecutwfc': 16.0}})
         elif plugin == 'vasp':
             builder.structure, builder.kpoints = vasp_si, mesh
             builder.parameters = orm.Dict({'ENCUT': 240, 'SYSTEM': 'silicon'})
@@ -259,9 +262,9 @@ PARAMETER_ATTACKS = [
     ('xtb', lambda b, p: setattr(b, 'parameters', orm.Dict({'method': p})), 'refused'),
     ('crest', lambda b, p: setattr(b, 'parameters', orm.Dict({'solvent': p})), 'refused'),
     ('crest', lambda b, p: setattr(b, 'parameters', orm.Dict({'mode': p})), 'refused'),
-    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'CONTROL': {'title': p}, 'SYSTEM': {'ecutwfc': 16.0}})), 'newline'),
-    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'SYSTEM': {'ecutwfc': 16.0, f'nbnd{p}': 8}})), 'refused'),
-    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'SYSTEM': {'ecutwfc': 16.0, 'starting_magnetization(1)' + p: 0.1}})), 'refused'),
+    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'CONTROL': {'calculation': 'scf', 'title': p}, 'SYSTEM': {'ecutwfc': 16.0}})), 'newline'),
+    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'CONTROL': {'calculation': 'scf'}, 'SYSTEM': {'ecutwfc': 16.0, f'nbnd{p}': 8}})), 'refused'),
+    ('pw', lambda b, p: setattr(b, 'parameters', orm.Dict({'CONTROL': {'calculation': 'scf'}, 'SYSTEM': {'ecutwfc': 16.0, 'starting_magnetization(1)' + p: 0.1}})), 'refused'),
     ('pw', lambda b, p: setattr(b, 'settings', orm.Dict({'cmdline': ['-nk', p]})), 'quoted'),
     ('vasp', lambda b, p: setattr(b, 'parameters', orm.Dict({'ENCUT': 240, 'SYSTEM': p})), 'newline'),
     ('vasp', lambda b, p: setattr(b, 'parameters', orm.Dict({'ENCUT': 240, f'SYSTEM{p}': 'x'})), 'refused'),
@@ -275,7 +278,8 @@ def test_code_parameters_with_metacharacters(plugin, inject, expected, inputs, t
     for index, payload in enumerate(PAYLOADS):
         outcome = attempt(build(inputs, plugin, lambda b, p=payload: inject(b, p)), tmp_path / str(index), monkeypatch)
         if expected == 'newline':
-            want = 'refused' if ('\n' in payload or '\r' in payload) else 'quoted'
+            quote = plugin == 'pw' and "'" in payload  # pw text goes between single quotes, unescaped
+            want = 'refused' if ('\n' in payload or '\r' in payload or quote) else 'quoted'
         else:
             want = expected
         assert outcome == want, (plugin, payload)
@@ -285,11 +289,16 @@ def test_quoted_parameters_arrive_verbatim(inputs, tmp_path, monkeypatch):
     """pw.x command-line flags and a one-line title: the program sees exactly the text given, as ONE value."""
     def change(builder):
         builder.settings = orm.Dict({'cmdline': ['-nk', PAYLOADS[0]]})
-        builder.parameters = orm.Dict({'CONTROL': {'title': "it's $(touch ESCAPED-14)"}, 'SYSTEM': {'ecutwfc': 16.0}})
+        builder.parameters = orm.Dict({'CONTROL': {'calculation': 'scf', 'title': 'a $(touch ESCAPED-14)'},
+                                       'SYSTEM': {'ecutwfc': 16.0}})
     assert attempt(build(inputs, 'pw', change), tmp_path, monkeypatch) == 'quoted'
     run = next(tmp_path.rglob('_aiidasubmit.sh')).parent
     assert (run / 'aiida.out').read_text() == f'-nk {PAYLOADS[0]} -in aiida.in\n'  # what /bin/echo was given
-    assert "  title = 'it''s $(touch ESCAPED-14)'" in (run / 'aiida.in').read_text()  # Fortran quoting
+    assert "  title = 'a $(touch ESCAPED-14)'" in (run / 'aiida.in').read_text()
+
+    def quoted_title(builder):  # aiida-quantumespresso writes text between quotes as it is: refused here
+        builder.parameters = orm.Dict({'CONTROL': {'calculation': 'scf', 'title': "it's"}, 'SYSTEM': {'ecutwfc': 16.0}})
+    assert attempt(build(inputs, 'pw', quoted_title), tmp_path / 'quote', monkeypatch) == 'refused'
 
 
 # ------------------------------------------------------------------ campaign CSVs

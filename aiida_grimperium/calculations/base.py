@@ -86,6 +86,13 @@ OPTION_VALIDATORS = {
 }
 
 
+def guard_options(spec) -> None:
+    """Put :data:`OPTION_VALIDATORS` on a CalcJob's option ports (also on subclasses of other plugins' CalcJobs)."""
+    for name, validator in OPTION_VALIDATORS.items():
+        if name in spec.inputs['metadata']['options']:
+            spec.inputs['metadata']['options'][name].validator = validator
+
+
 class GrimperiumCalcJob(CalcJob):
     """Common spec of the package's CalcJobs."""
 
@@ -106,9 +113,7 @@ class GrimperiumCalcJob(CalcJob):
         spec.inputs['metadata']['options']['withmpi'].default = cls._DEFAULT_WITHMPI
         if cls._DEFAULT_PARSER:
             spec.inputs['metadata']['options']['parser_name'].default = cls._DEFAULT_PARSER
-        for name, validator in OPTION_VALIDATORS.items():
-            if name in spec.inputs['metadata']['options']:
-                spec.inputs['metadata']['options'][name].validator = validator
+        guard_options(spec)
         cls.declare_exit_codes(spec, COMMON)
 
     def parse(self, retrieved_temporary_folder=None, existing_exit_code=None):
