@@ -277,8 +277,8 @@ def test_pipeline_with_pw_step(campaign_codes, real_code, tmp_path):
     pw_calc = [n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.pw'][-1]
     text = pw_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
     printed_ry = float(re.findall(r'!\s+total energy\s+=\s+(-?\d+\.\d+) Ry', text)[-1])
-    assert results['dft']['energy'].value == pytest.approx(printed_ry * 13.605693122994, abs=1e-4)
-    assert node.outputs.output_parameters['dft_energy_ev'] == results['dft']['energy'].value
+    assert results['dft']['total_energy'].value == pytest.approx(printed_ry * 13.605693122994, abs=1e-4)
+    assert node.outputs.output_parameters['dft_energy_ev'] == results['dft']['total_energy'].value
     assert pw_calc.inputs.structure.get_formula() == 'H2O'
 
     assert node.outputs.output_parameters['dft_band_gap_ev'] == results['dft']['band_gap'].value

@@ -108,17 +108,3 @@ def test_replay_workchain_geometry_handler(replay_code, mgo, tmp_path):
     assert calcs[1].inputs.structure.uuid == calcs[0].outputs.output_structure.uuid
     assert 'OPTGEOM\nFULLOPTG\n' in calcs[1].base.repository.get_object_content('INPUT')
     assert results['output_structure'].cell[0][1] == pytest.approx(1.94218061274)
-
-
-def test_replay_common_dft_interface(replay_code, mgo):
-    """grimperium.dft with a CRYSTAL code (replay of the MgO opt run): energy, band_gap and structure outputs."""
-    from aiida.plugins import WorkflowFactory
-
-    code = replay_code('grimperium.crystal', [REPLAY / 'mgo_sto3g_opt'], label='crystal-dft')
-    results, node = run_get_node(WorkflowFactory('grimperium.dft'), code=code, structure=mgo,
-                                 protocol=orm.Str('fast'),
-                                 overrides=orm.Dict({'parameters': {'hamiltonian': 'HF', 'optgeom': {'type': 'FULLOPTG'}}}))
-    assert node.is_finished_ok, node.exit_status
-    assert results['energy'].value == pytest.approx(-271.25962068879 * HARTREE_TO_EV, rel=1e-12)
-    assert results['band_gap'].value == pytest.approx(17.4781, abs=1e-4)
-    assert results['structure'].cell[0][1] == pytest.approx(1.94218061274)

@@ -12,7 +12,7 @@ EXPECTED = {
                            'grimperium.vasp', 'grimperium.crystal'},
     'aiida.parsers': {'grimperium.mopac', 'grimperium.xtb', 'grimperium.crest', 'grimperium.pw',
                       'grimperium.vasp', 'grimperium.crystal'},
-    'aiida.workflows': {'grimperium.mopac.base', 'grimperium.xtb.base', 'grimperium.pw.base', 'grimperium.vasp.base',
+    'aiida.workflows': {'grimperium.mopac.base', 'grimperium.xtb.base', 'grimperium.crest.base', 'grimperium.pw.base', 'grimperium.vasp.base',
                         'grimperium.crystal.base', 'grimperium.dft', 'grimperium.conformers',
                         'grimperium.conformer_to_dft', 'grimperium.conformer_batch', 'grimperium.campaign'},
 }

@@ -162,9 +162,13 @@ def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
     if 'crest' in codes:
         inputs['crest_code'] = codes['crest']
     if settings.get('dft'):
-        inputs['dft'] = {'code': codes[settings['dft']], 'protocol': orm.Str(settings['protocol'])}
-        if has_scheduler_overrides(settings):
-            inputs['dft']['options'] = orm.Dict(scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+        from ..workchains.dft import COMMON_PROTOCOLS
+
+        # grimperium.dft takes the common-workflows inputs: a single point (relax_type none) on the PM7 geometry
+        inputs['dft'] = {'engines': {'relax': {'code': codes[settings['dft']]}}, 'relax_type': orm.Str('none'),
+                         'protocol': orm.Str(COMMON_PROTOCOLS[settings['protocol']])}
+        if has_scheduler_overrides(settings):  # else the DFT code's own protocol decides
+            inputs['dft']['engines']['relax']['options'] = scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)})
     shell = shell_inputs(settings, codes)
     if shell:
         inputs['shell'] = shell
@@ -203,10 +207,13 @@ def pipeline_builder(molecule: Molecule, settings: dict, codes: dict | None = No
     builder.mopac.mopac.metadata.options = scheduler_options(settings, mopac['mopac']['metadata']['options'])
 
     if settings.get('dft'):
-        builder.dft.code = codes[settings['dft']]
-        builder.dft.protocol = shared(orm.Str, settings['protocol'])
+        from ..workchains.dft import COMMON_PROTOCOLS
+
+        builder.dft.engines.relax.code = codes[settings['dft']]
+        builder.dft.relax_type = shared(orm.Str, 'none')  # a single point on the PM7 geometry
+        builder.dft.protocol = shared(orm.Str, COMMON_PROTOCOLS[settings['protocol']])
         if has_scheduler_overrides(settings):  # else the DFT code's own protocol decides
-            builder.dft.options = shared(orm.Dict, scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)}))
+            builder.dft.engines.relax.options = scheduler_options(settings, {'resources': dict(SERIAL_RESOURCES)})
     shell = shell_inputs(settings, codes)
     if shell:
         builder.shell = shell

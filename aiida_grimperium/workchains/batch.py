@@ -37,7 +37,7 @@ from ..calculations.mopac import MopacCalculation
 from ..calculations.xtb import XtbCalculation
 from .base import duration_seconds, outputs_of
 from .conformers import DEFAULT_OPTIONS, DEFAULT_XTB, ENGINES, ConformerSearchWorkChain
-from .dft import DftWorkChain
+from .dft import DftWorkChain, requested_code
 from .shell import ShellStep, shell_fields
 
 
@@ -89,7 +89,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
         spec.input('mopac_options', valid_type=orm.Dict, required=False, help='metadata.options of the MOPAC job.')
         spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure', 'charge', 'multiplicity'),
                            namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Give `dft.code` to run DFT on each PM7-lowest conformer.'})
+                                              'help': 'Give `dft.engines.relax.code` to run DFT on each PM7-lowest conformer.'})
         spec.inputs['dft'].validator = None  # the geometry comes later; DftWorkChain validates when launched
         cls.define_shell(spec)
         spec.outline(
@@ -225,7 +225,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
                 self.fail_molecule(key, 'mopac', f'MOPAC: {reason}')
 
     def should_run_dft(self):
-        return 'dft' in self.inputs and 'code' in self.inputs.dft and bool(self.ctx.pm7_ok)
+        return 'dft' in self.inputs and requested_code(self.inputs.dft) is not None and bool(self.ctx.pm7_ok)
 
     def run_dft(self):
         self.set_stage('dft')
@@ -237,11 +237,11 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
             inputs.charge = orm.Int(int(molecule['charge']))
             inputs.multiplicity = orm.Int(int(molecule['multiplicity']))
             launched[f'dft_{key}'] = self.submit_once(f'dft_{key}', DftWorkChain, **inputs)
-        self.report(f'launched {len(launched)} DftWorkChain(s) with {self.inputs.dft.code.full_label}')
+        self.report(f'launched {len(launched)} DftWorkChain(s) with {requested_code(self.inputs.dft).full_label}')
         return ToContext(**launched)
 
     def inspect_dft(self):
-        plugin = self.inputs.dft.code.default_calc_job_plugin
+        plugin = requested_code(self.inputs.dft).default_calc_job_plugin
         for key in self.ctx.pm7_ok:
             node = self.ctx[f'dft_{key}']
             info = self.ctx.info[key]
@@ -249,7 +249,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
             outputs = outputs_of(node)
             if node.is_finished_ok and 'energy' in outputs:
                 info['dft_status'] = 'OK'
-                self.ctx.results[f'dft_energy_{key}'] = outputs['energy']
+                self.ctx.results[f'dft_energy_{key}'] = outputs['total_energy']
                 if 'band_gap' in outputs:
                     self.ctx.results[f'dft_band_gap_{key}'] = outputs['band_gap']
             else:

@@ -227,10 +227,15 @@ def validate_protocol(node, _):
     return None
 
 
+def requested_code(namespace) -> orm.AbstractCode | None:
+    """The code of a ``grimperium.dft`` input namespace (``engines.relax.code``); ``None``: no DFT asked for."""
+    return namespace.get('engines', {}).get('relax', {}).get('code')
+
+
 def validate_common_inputs(value, _=None) -> str | None:
     """Refuse what the engine of ``engines.relax.code`` cannot map. Also for a namespace without ``structure``
     (a pipeline validating before its structure exists): the per-site checks then wait for the launch."""
-    code = value.get('engines', {}).get('relax', {}).get('code')
+    code = requested_code(value)
     if code is None or code.default_calc_job_plugin not in ENGINES:
         return None  # the ports' own validators report these
     common = CommonInputs.from_namespace(value)

@@ -29,7 +29,7 @@ from ..chemistry import check_charge_multiplicity, smiles_symbols
 from ..structures import structure_symbols_positions
 from .base import duration_seconds, outputs_of
 from .conformers import ConformerSearchSteps, ConformerSearchWorkChain
-from .dft import DftWorkChain
+from .dft import DftWorkChain, requested_code, validate_common_inputs
 from .mopac import MopacBaseWorkChain
 from .shell import ShellStep, shell_fields
 
@@ -55,7 +55,7 @@ class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
             'mopac.structure', 'mopac.ensemble', 'mopac.num_conformers', 'mopac.charge', 'mopac.multiplicity'))
         spec.expose_inputs(DftWorkChain, namespace='dft', exclude=('structure', 'charge', 'multiplicity'),
                            namespace_options={'required': False, 'populate_defaults': False,
-                                              'help': 'Give `dft.code` to run DFT on the PM7-lowest conformer.'})
+                                              'help': 'Give `dft.engines.relax.code` to run DFT on the PM7-lowest conformer.'})
         # The exposed namespaces lack the geometry the pipeline fills in later: their own validators run when the
         # sub-processes are launched, not here.
         spec.inputs['conformers'].validator = None
@@ -105,9 +105,8 @@ class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
         except ValueError as exc:
             return str(exc)
         dft = value.get('dft', {})
-        if 'code' in dft:  # the DFT step gets the molecule's charge and multiplicity: refuse now, not mid-run
-            return DftWorkChain.validate_inputs({'code': dft['code'], 'charge': orm.Int(charge),
-                                                 'multiplicity': orm.Int(multiplicity)})
+        if requested_code(dft) is not None:  # the DFT step gets the molecule's charge and multiplicity: refuse now
+            return validate_common_inputs({**dft, 'charge': orm.Int(charge), 'multiplicity': orm.Int(multiplicity)})
         return None
 
     @staticmethod
@@ -216,7 +215,7 @@ class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
             self.out('lowest_structure', outputs['output_structure'])
 
     def should_run_dft(self):
-        return 'dft' in self.inputs and 'code' in self.inputs.dft
+        return 'dft' in self.inputs and requested_code(self.inputs.dft) is not None
 
     def run_dft(self):
         inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
@@ -225,20 +224,20 @@ class ConformerToDftWorkChain(ShellStep, ConformerSearchSteps, WorkChain):
         inputs.multiplicity = self.inputs.multiplicity
         self.set_stage('dft')
         node = self.submit(DftWorkChain, **inputs)
-        self.report(f'launched DftWorkChain<{node.pk}> with {self.inputs.dft.code.full_label}')
+        self.report(f'launched DftWorkChain<{node.pk}> with {requested_code(self.inputs.dft).full_label}')
         return ToContext(dft=node)
 
     def inspect_dft(self):
         node = self.ctx.dft
         self.ctx.summary['dft_time_s'] = duration_seconds(node)
-        self.ctx.summary['dft_code'] = self.inputs.dft.code.default_calc_job_plugin
+        self.ctx.summary['dft_code'] = requested_code(self.inputs.dft).default_calc_job_plugin
         if not node.is_finished_ok:
             self.ctx.summary['dft_status'] = 'FAILED'
             self.ctx.summary['error_message'] = f'DFT: {node.exit_message or node.process_state.value}'
             return self.fail(self.exit_codes.ERROR_DFT_FAILED)
         self.out_many(self.exposed_outputs(node, DftWorkChain, namespace='dft'))
         self.ctx.summary['dft_status'] = 'OK'
-        self.ctx.results['dft_energy'] = node.outputs.energy
+        self.ctx.results['dft_energy'] = node.outputs.total_energy
         if 'band_gap' in node.outputs:
             self.ctx.results['dft_band_gap'] = node.outputs.band_gap
 
