@@ -112,7 +112,7 @@ def plain_molecule(smiles: str, workdir: pathlib.Path, num_conformers: int, top_
     from aiida_grimperium.chemistry import HARTREE_TO_KCAL_MOL, xyz_text
     from aiida_grimperium.ensembles import embed_conformers, unique_indices, window_indices
     from aiida_grimperium.parsers.raw.mopac import parse_path
-    from aiida_grimperium.protocols import get_protocol_inputs
+    from aiida_grimperium.workchains.mopac import MopacBaseWorkChain
 
     workdir.mkdir(parents=True)
     symbols, frames = embed_conformers(smiles, num_conformers, 61453)  # ConformerSearchWorkChain's default seed
@@ -132,7 +132,7 @@ def plain_molecule(smiles: str, workdir: pathlib.Path, num_conformers: int, top_
     kept = window_indices(energies, 6.0)
     kept = [kept[i] for i in unique_indices(symbols, optimised[kept], 0.125)][:top_n]
     assert (energies[kept] - energies[0]).max() * HARTREE_TO_KCAL_MOL <= 6.0 + 1e-6
-    protocol = get_protocol_inputs('mopac', 'balanced')['mopac']['parameters']
+    protocol = MopacBaseWorkChain.get_protocol_inputs('balanced')['mopac']['parameters']
     keywords = ' '.join([protocol['method'], 'CHARGE=0', *protocol['keywords']])  # task optimisation: no 1SCF
     flag = 1 if protocol['task'] == 'optimization' else 0
     jobs = []

@@ -59,15 +59,3 @@ class GrimperiumProtocolMixin(ProtocolMixin):
             merged = cls.set_default_resources(merged, code.computer.scheduler_type)
         return merged
 
-
-# --- transitional: the module-level reader the workchains used before the mixin; removed once none calls it ---
-def get_protocol_inputs(code: str, protocol: str | None = None, overrides: dict | None = None) -> dict:
-    """The inputs of ``protocol`` of ``protocols/<code>.yaml`` with ``overrides`` deep-merged (transitional)."""
-    import yaml
-
-    data = yaml.safe_load((PROTOCOL_DIR / f'{code}.yaml').read_text(encoding='utf-8'))
-    protocol = protocol or data['default_protocol']
-    if protocol not in data['protocols']:
-        raise ValueError(f'unknown protocol `{protocol}` for {code}; choose one of {sorted(data["protocols"])}')
-    chosen = {k: v for k, v in data['protocols'][protocol].items() if k != 'description'}
-    return deep_merge(deep_merge(data.get('default_inputs', {}), chosen), overrides)
