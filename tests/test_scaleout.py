@@ -168,8 +168,9 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
     sqlite = subprocess.Popen([str(a) for a in (GRIMPERIUM, '-p', names['sqlite'], common[0], 'run', csv_path,
                                                 *common[1:], '--workers', 1)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_until(lambda: 'XtbCalculation' in run(env, VERDI, '-p', psql, 'process', 'list').stdout, 300,
-               'a batch job of the PostgreSQL campaign', explain=lambda: diagnosis(env, psql, tmp_path))
+    # as soon as the controller has launched its batches (in any state: a fast machine may be past xtb already)
+    wait_until(lambda: 'ConformerBatchWorkChain' in run(env, VERDI, '-p', psql, 'process', 'list', '-a').stdout, 300,
+               'the batches of the PostgreSQL campaign', explain=lambda: diagnosis(env, psql, tmp_path), interval=0.5)
     run(env, 'rabbitmqctl', 'stop_app', timeout=120)  # every worker loses its broker connection and its tasks
     run(env, 'rabbitmqctl', 'start_app', timeout=120)
     broker_restarts, daemon_restarts = 1, 0
