@@ -55,6 +55,14 @@ print(json.dumps({'storage': profile.storage_backend, 'broker': profile.process_
 """
 
 
+SEALED_CHECK = """
+import sys
+from aiida import load_profile, orm
+load_profile(sys.argv[1])
+print(' '.join(str(orm.load_node(int(pk)).is_sealed) for pk in sys.argv[2:]))
+"""
+
+
 @pytest.fixture(scope='session')
 def scaleout_services():
     """PostgreSQL and RabbitMQ up and accepting connections (``scripts/scaleout.sh`` is idempotent)."""
@@ -136,11 +144,16 @@ def diagnosis(env, profile: str, tmp_path) -> str:
 
 
 def campaign_ended(env, profile: str) -> bool:
-    """No controller of the campaign is still running (`verdi process list` shows active processes only), nor a
-    batch (a controller that ended early, e.g. excepted after the broker lost its task, leaves them running)."""
-    if 'CampaignWorkChain' in run(env, VERDI, '-p', profile, 'process', 'list').stdout:
-        return False
-    return 'Running=' not in run(env, GRIMPERIUM, '-p', profile, 'campaign', 'status', 'scaleout').stdout
+    """Every molecule of the campaign has ended (OK, or failed with no rerun left): what `campaign run` waits for.
+    The controller may still show as running then (see the test)."""
+    counts = run(env, GRIMPERIUM, '-p', profile, 'campaign', 'status', 'scaleout').stdout.splitlines()[0]
+    return not any(f'{status}=' in counts for status in ('Running', 'Pending', 'Rerun'))
+
+
+def controllers_running(env, profile: str) -> list[str]:
+    """Pks of the campaign's controllers that `verdi process list` shows as active."""
+    listing = run(env, VERDI, '-p', profile, 'process', 'list', '-P', 'pk', 'process_label').stdout
+    return [line.split()[0] for line in listing.splitlines() if 'CampaignWorkChain' in line]
 
 
 @pytest.mark.daemon
@@ -186,6 +199,15 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
         daemon_restarts = 1
         wait_until(lambda: campaign_ended(env, psql), 240, 'the PostgreSQL campaign after the daemon restart',
                    explain=lambda: diagnosis(env, psql, tmp_path))
+    # aiida-core 2.9: two instances of the controller (its task handed out again after the broker restart) can leave
+    # its node sealed but with the state "running" of the instance that wrote last; the package's readers count a
+    # sealed process as ended (campaign/readers.py), so `campaign run`/`status`/`rerun` are not fooled by it
+    def sealed(pks):
+        return run(env, sys.executable, '-c', SEALED_CHECK, psql, *pks).stdout.split() == ['True'] * len(pks)
+    wait_until(lambda: sealed(controllers_running(env, psql)), 60, 'the controller to end',
+               explain=lambda: diagnosis(env, psql, tmp_path))
+    if controllers_running(env, psql):
+        print(f'controller(s) {controllers_running(env, psql)} sealed but shown running by verdi (aiida-core)')
     output = sqlite.communicate(timeout=600)[0]
     assert sqlite.returncode == 0, output
     print(f'scale-out: broker restarts {broker_restarts}, daemon restarts {daemon_restarts}')

@@ -17,11 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiida import orm
+from aiida.orm.utils.mixins import Sealable
 
 from ..workchains.campaign import RECORDS_EXTRA
 
 ACTIVE_STATES = ('created', 'waiting', 'running')
 TERMINAL_STATES = ('finished', 'excepted', 'killed')
+#: aiida-core 2.9 bug: two instances of one process (a task RabbitMQ handed out again after a broker restart) can
+#: leave its node sealed, i.e. terminated, with the ``process_state`` of the instance that wrote last ("running").
+#: A sealed node has ended whatever its state says (``Sealable.SEALED_KEY``).
+SEALED = f'attributes.{Sealable.SEALED_KEY}'
 
 
 @dataclass
@@ -36,11 +41,12 @@ class Run:
     stage: str
     ctime: object
     mtime: object
+    sealed: bool = False
     summary: dict | None = None
 
     @property
     def active(self) -> bool:
-        return self.state is None or self.state in ACTIVE_STATES
+        return not self.sealed and (self.state is None or self.state in ACTIVE_STATES)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +100,7 @@ def _batches_query(group: orm.Group) -> orm.QueryBuilder:
     query.append(CampaignWorkChain, with_group='group', tag='controller')
     query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch',
                  project=['id', 'uuid', 'attributes.process_state', 'attributes.exit_status',
-                          'attributes.exit_message', 'extras.stage', 'ctime', 'mtime'])
+                          'attributes.exit_message', 'extras.stage', 'ctime', 'mtime', SEALED])
     return query
 
 
@@ -107,8 +113,9 @@ def read_molecules(group: orm.Group) -> dict[str, CampaignMolecule]:
     query = _batches_query(group)
     query.append(orm.Dict, with_outgoing='batch', edge_filters={'label': 'molecules'}, project=['id'])
     batches = {}
-    for pk, uuid, state, exit_status, message, stage, ctime, mtime, molecules_pk in query.iterall():
-        batches[pk] = (Run(pk, uuid, state, exit_status, message, stage or 'selected', ctime, mtime), molecules_pk)
+    for pk, uuid, state, exit_status, message, stage, ctime, mtime, sealed, molecules_pk in query.iterall():
+        run = Run(pk, uuid, state, exit_status, message, stage or 'selected', ctime, mtime, bool(sealed))
+        batches[pk] = (run, molecules_pk)
     rerun_pks = sorted({molecules_pk for _, molecules_pk in batches.values() if molecules_pk not in record_pks})
     if rerun_pks:
         reruns = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': rerun_pks}}, project=['id', 'attributes'])
@@ -148,6 +155,6 @@ def active_controllers(group: orm.Group) -> list[int]:
 
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', project=['id', 'attributes.process_state'])
+    query.append(CampaignWorkChain, with_group='group', project=['id', 'attributes.process_state', SEALED])
     # (a process submitted a moment ago may not have its state attribute yet)
-    return [pk for pk, state in query.iterall() if state not in TERMINAL_STATES]
+    return [pk for pk, state, sealed in query.iterall() if state not in TERMINAL_STATES and not sealed]

@@ -348,6 +348,15 @@ def render_progress(name: str, counts: dict, stages: list, total: int, width: in
     return '\n'.join(lines)
 
 
+def settled(counts: dict, controller_running: bool) -> bool:
+    """Nothing is left to happen: no molecule runs, and none waits for a run or a rerun by a running controller.
+    Batches go on when their controller ended early (wait for them); a controller that still shows as running when
+    every molecule has ended (its task lost in a broker restart) has nothing left to do (do not wait for it)."""
+    if counts.get('Running'):
+        return False
+    return not (controller_running and (counts.get('Pending') or counts.get('Rerun')))
+
+
 def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
     """Print the progress when it changes; with ``until_done`` until no controller of the campaign runs.
     Returns the last status counts."""
@@ -367,8 +376,7 @@ def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
             click.echo(f'  no controller is running: `grimperium campaign rerun {group.label}` runs the {left} '
                        'molecule(s) left')
             last_shown_hint = text
-        # batches go on when their controller ended early: wait for them too
-        if not until_done or (not running and not counts.get('Running')):
+        if not until_done or settled(counts, running):
             return counts
         time.sleep(refresh)
 

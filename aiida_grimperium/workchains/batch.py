@@ -247,7 +247,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
             info = self.ctx.info[key]
             info.update(dft_code=plugin, dft_time_s=duration_seconds(node))
             outputs = outputs_of(node)
-            if node.is_finished_ok and 'energy' in outputs:
+            if node.is_finished_ok and 'total_energy' in outputs:
                 info['dft_status'] = 'OK'
                 self.ctx.results[f'dft_energy_{key}'] = outputs['total_energy']
                 if 'band_gap' in outputs:
