@@ -47,6 +47,7 @@ EXPECTED_ERRORS = {  # row (line of the file) -> field
     6: 'smiles', 7: 'charge', 8: 'multiplicity', 9: 'multiplicity', 10: 'charge', 11: 'mol_id', 12: 'smiles',
     13: 'H298_cbs',
 }
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 HOF = re.compile(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+) KCAL/MOL')
 
 
@@ -261,6 +262,31 @@ def orphan_outputs(group_label: str) -> list[int]:
     return sorted(outputs - set(created))
 
 
+def test_readme_sample_campaign_gives_the_dft_energies_of_the_previous_pw_plugin(
+        campaign_codes, real_code, started_daemon_client, tmp_path):
+    """The README's main job (scripts/main.sh) on aiida-quantumespresso and an aiida-pseudo family: the same pw.x
+    energies to 1e-5 eV as the package's own pw plugin gave on the same campaign (tests/fixtures/pw_reference:
+    its export, recorded before the change), gaps to the 4 decimals recorded."""
+    import aiida_grimperium
+
+    sample = pathlib.Path(aiida_grimperium.__file__).parent / 'data' / 'examples' / 'sample_campaign.csv'
+    codes = {**campaign_codes, 'pw': real_code('pw.x', 'grimperium.pw')}
+    options = [f'--code={name}={code.full_label}' for name, code in codes.items()]
+    result = invoke('campaign', 'submit', sample, '--group', 'sample', '--engine', 'rdkit-xtb', '--top-n', 3,
+                    '--num-conformers', 6, '--dft', 'pw', '--protocol', 'fast', '--max-active', 4, *options)
+    assert result.exit_code == 0, result.output
+    wait_for('sample', timeout=900)
+    export = tmp_path / 'sample.csv'
+    assert invoke('export', 'sample', '-o', export).exit_code == 0
+    table = pd.read_csv(export).set_index('mol_id')
+    reference = pd.read_csv(FIXTURES / 'pw_reference' / 'reference.csv').set_index('mol_id')
+    assert list(table.index) == list(reference.index)
+    assert (table['dft_status'] == 'OK').all(), table[['status', 'error_message']]
+    for mol_id, row in reference.iterrows():
+        assert table.loc[mol_id, 'dft_energy_ev'] == pytest.approx(row['dft_energy_ev'], abs=1e-5), mol_id
+        assert table.loc[mol_id, 'dft_band_gap_ev'] == pytest.approx(row['dft_band_gap_ev'], abs=1.5e-4), mol_id
+
+
 def test_pipeline_with_pw_step(campaign_codes, real_code, tmp_path):
     """SMILES → conformers → PM7 → a `fast` pw.x SCF on the PM7-lowest conformer; energy as pw.x printed it."""
     from aiida.engine import run_get_node
@@ -277,7 +303,8 @@ def test_pipeline_with_pw_step(campaign_codes, real_code, tmp_path):
     pw_calc = [n for n in node.called_descendants if n.process_type == 'aiida.calculations:grimperium.pw'][-1]
     text = pw_calc.outputs.retrieved.base.repository.get_object_content('aiida.out')
     printed_ry = float(re.findall(r'!\s+total energy\s+=\s+(-?\d+\.\d+) Ry', text)[-1])
-    assert results['dft']['total_energy'].value == pytest.approx(printed_ry * 13.605693122994, abs=1e-4)
+    # as the package's pw plugin gave before aiida-quantumespresso (CODATA 2018), to 1e-5 eV
+    assert results['dft']['total_energy'].value == pytest.approx(printed_ry * 13.605693122994, abs=1e-5)
     assert node.outputs.output_parameters['dft_energy_ev'] == results['dft']['total_energy'].value
     assert pw_calc.inputs.structure.get_formula() == 'H2O'
 

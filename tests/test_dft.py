@@ -122,10 +122,10 @@ def crystal_printed(run: pathlib.Path) -> dict:
 
 
 def assert_outputs_equal_printed(results: dict, printed: dict):
-    """Every number the code printed is in the output of the same name: energies to 1e-6 relative (pw.x's are
-    converted by aiida-quantumespresso with qe-tools' Ry = 13.6056917253 eV, here with CODATA 2018's: 1e-7 apart),
-    gap to 1e-4 eV, forces and stress to 1e-5 (eV/Å, eV/Å^3; pw.x prints them to 1e-8 Ry/bohr and 0.01 kbar)."""
-    assert results['total_energy'].value == pytest.approx(printed['total_energy'], rel=1e-6, abs=1e-6)
+    """Every number the code printed is in the output of the same name: energies to 1e-5 eV (all engines in
+    CODATA 2018 eV, as the codes printed them to 1e-7 eV or better), gap to 1e-4 eV, forces and stress to 1e-5
+    (eV/Å, eV/Å^3; pw.x prints them to 1e-8 Ry/bohr and 0.01 kbar)."""
+    assert results['total_energy'].value == pytest.approx(printed['total_energy'], abs=1e-5)
     if 'band_gap' in printed:
         assert results['band_gap'].value == pytest.approx(printed['band_gap'], abs=1e-4)
     if 'total_magnetization' in printed:

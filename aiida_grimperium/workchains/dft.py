@@ -260,8 +260,18 @@ def validate_common_inputs(value, _=None) -> str | None:
 
 @calcfunction
 def energy_gap_magnetization(parameters: orm.Dict) -> dict:
-    """``total_energy`` and, when the code reported them, ``band_gap`` (eV) and ``total_magnetization`` (μB)."""
-    results = {'total_energy': orm.Float(parameters['energy'])}
+    """``total_energy`` and, when the code reported them, ``band_gap`` (eV) and ``total_magnetization`` (μB).
+
+    One set of constants for every engine (CODATA 2018, :data:`HARTREE_TO_EV`): aiida-quantumespresso converts
+    pw.x's Hartree with qe-tools' older constant (1e-7 relative, 5e-5 eV on water), so its ``energy`` is converted
+    back to the Hartree pw.x wrote and then to eV as CRYSTAL's is.
+    """
+    energy = parameters['energy']
+    if parameters.get('creator_name') == 'pwscf':  # aiida-quantumespresso's XML parser names the program
+        from qe_tools import CONSTANTS
+
+        energy = energy / CONSTANTS.hartree_to_ev * HARTREE_TO_EV
+    results = {'total_energy': orm.Float(energy)}
     for name in ('band_gap', 'total_magnetization'):
         if parameters.get(name) is not None:
             results[name] = orm.Float(parameters[name])
