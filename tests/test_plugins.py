@@ -36,3 +36,17 @@ def test_verdi_plugin_list_shows_them(group):
     output = subprocess.run(['verdi', 'plugin', 'list', group], capture_output=True, text=True, check=True).stdout
     for name in EXPECTED[group]:
         assert name in output, (name, output)
+
+
+@pytest.mark.parametrize('group', ['aiida.calculations', 'aiida.workflows'])
+def test_no_exit_status_is_declared_twice(group):
+    """`verdi plugin list` shows each exit code once: no status under two labels (e.g. a restart workchain
+    re-declaring BaseRestartWorkChain's 401/402)."""
+    from aiida.plugins.entry_point import get_entry_point_names, load_entry_point
+
+    for name in get_entry_point_names(group):
+        if not name.startswith('grimperium.'):
+            continue
+        statuses = [code.status for code in load_entry_point(group, name).spec().exit_codes.values()]
+        duplicated = sorted({status for status in statuses if statuses.count(status) > 1})
+        assert not duplicated, f'{name}: exit status(es) {duplicated} declared twice'
