@@ -46,12 +46,16 @@ from aiida_grimperium.calculations.mopac import MopacCalculation
 profile = load_profile(sys.argv[1])
 printed = {}
 for calc, in orm.QueryBuilder().append(MopacCalculation, project=['*']).all():  # one per batch
+    if not calc.is_finished_ok:
+        continue  # a twin killed before it ran (see LaunchOnce.submit_once); the jobs below say so
     for key, molecule in calc.inputs.molecules.get_dict().items():
         text = archived_file(calc, f'{key}.out')
         printed[molecule['mol_id']] = [float(x) for x in re.findall(r'FINAL HEAT OF FORMATION =\s+(-?\d+\.\d+) KCAL/MOL', text)]
-jobs = [(c.process_label, c.exit_status) for c, in orm.QueryBuilder().append(orm.CalcJobNode, project=['*']).all()]
+calcs = orm.QueryBuilder().append(orm.CalcJobNode, project=['*']).all(flat=True)
+jobs = [(c.process_label, c.exit_status) for c in calcs if c.get_job_id() is not None]  # reached the scheduler
+twins = [(c.process_label, c.process_state.value) for c in calcs if c.get_job_id() is None]
 print(json.dumps({'storage': profile.storage_backend, 'broker': profile.process_control_backend,
-                  'printed': printed, 'jobs': jobs}))
+                  'printed': printed, 'jobs': jobs, 'twins': twins}))
 """
 
 
@@ -239,8 +243,11 @@ def test_campaign_on_postgres_and_rabbitmq_equals_sqlite_zeromq(profiles, tmp_pa
 
     inspected = json.loads(next(line for line in outputs['inspect'].splitlines() if line.startswith('{"storage"')))
     assert inspected['storage'] == 'core.psql_dos' and inspected['broker'] == 'core.rabbitmq'
-    # every molecule ran once: one xtb and one MOPAC job per batch of one, all finished well (no job twice)
+    # every molecule ran once: one xtb and one MOPAC job per batch of one reached the scheduler, all finished well
+    # (no job twice); a twin launched by a second instance of a batch is killed before it reaches the scheduler
     assert sorted(inspected['jobs']) == [['MopacCalculation', 0]] * 3 + [['XtbCalculation', 0]] * 3, inspected['jobs']
+    assert all(state == 'killed' for _, state in inspected['twins']), inspected['twins']
+    print(f'scale-out: twins killed before submission: {inspected["twins"]}')
     assert (big['reruns'] == 0).all()
     assert set(inspected['printed']) == set(big.index)
     for mol_id, printed in inspected['printed'].items():

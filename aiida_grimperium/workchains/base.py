@@ -93,23 +93,39 @@ class LaunchOnce:
     by the first run is then found under its call link label and waited for, not launched a second time.
     """
 
-    def launched(self, label: str) -> orm.ProcessNode | None:
-        """The child launched under the call link ``label`` (neither excepted nor killed), or ``None``."""
+    def children(self, label: str) -> list[orm.ProcessNode]:
+        """The children launched under the call link ``label``, neither excepted nor killed, oldest first."""
         from aiida.common.links import LinkType
 
         nodes = self.node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK),
                                                    link_label_filter=label).all_nodes()
-        nodes = [node for node in nodes if not (node.is_excepted or node.is_killed)]
-        return max(nodes, key=lambda node: node.pk) if nodes else None
+        return sorted((node for node in nodes if not (node.is_excepted or node.is_killed)), key=lambda node: node.pk)
+
+    def launched(self, label: str) -> orm.ProcessNode | None:
+        """The child launched under the call link ``label`` (neither excepted nor killed), or ``None``."""
+        nodes = self.children(label)
+        return nodes[-1] if nodes else None
 
     def submit_once(self, label: str, process, **inputs) -> orm.ProcessNode:
-        """Submit ``process`` under the call link ``label``, unless a child of that label exists already."""
+        """Submit ``process`` under the call link ``label``, unless a child of that label exists already.
+
+        Two instances of this process running the step at the same moment (aiida-core 2.9 after a broker restart)
+        both find no child and both submit: each then keeps the oldest child of the label, and the one whose child
+        is not the oldest kills it at once, before it reaches the scheduler.
+        """
         node = self.launched(label)
         if node is not None:
             self.report(f'{node.process_label}<{node.pk}> was launched before this step ran again: waiting for it')
             return node
         metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
-        return self.submit(process, **inputs, metadata=metadata)
+        node = self.submit(process, **inputs, metadata=metadata)
+        oldest = self.children(label)[0]
+        if oldest.pk != node.pk and self.runner.controller is not None:  # (twins need a broker: it has one)
+            self.runner.controller.kill_process(node.pk, msg_text=f'a twin of {oldest.process_label}<{oldest.pk}>')
+            self.report(f'{node.process_label}<{node.pk}> killed: another instance of this step launched '
+                        f'<{oldest.pk}> first')
+            return oldest
+        return node
 
     def run_once(self, label: str, function, **inputs) -> dict:
         """The outputs of the calcfunction ``function`` run under the call link ``label``: those of the run
