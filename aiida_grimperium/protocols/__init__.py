@@ -51,6 +51,22 @@ class GrimperiumProtocolMixin(ProtocolMixin):
             raise ValueError(f'`{protocol}` is not a protocol of {cls.__name__}; choose one of {names}') from None
 
     @classmethod
+    def builder_from_protocol_inputs(cls, inputs: dict, code, options: dict | None = None):
+        """A builder of one of this package's restart workchains with what every protocol sets: ``max_iterations``,
+        ``clean_workdir``, the code, and the protocol's options of the CalcJob namespace (``_inputs_namespace``)
+        with ``options`` merged on top (:meth:`merged_options`). The caller adds the code's own inputs."""
+        from aiida import orm
+
+        builder = cls.get_builder()
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
+        calculation = builder[cls._inputs_namespace]
+        calculation.code = code
+        protocol_options = inputs[cls._inputs_namespace]['metadata']['options']
+        calculation.metadata.options = cls.merged_options(protocol_options, options, code)
+        return builder
+
+    @classmethod
     def merged_options(cls, protocol_options: dict | None, options: dict | None, code=None) -> dict:
         """The protocol's ``metadata.options`` with the caller's ``options`` deep-merged on top, and the
         default resources of ``code``'s scheduler (aiida-quantumespresso's ``set_default_resources``)."""

@@ -33,15 +33,11 @@ class CrestBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         crest = inputs['crest']
-        builder = cls.get_builder()
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.crest.code = code
+        builder = cls.builder_from_protocol_inputs(inputs, code, options)
         builder.crest.structure = structure
         builder.crest.charge = orm.Int(int(charge))
         builder.crest.multiplicity = orm.Int(int(multiplicity))
         builder.crest.parameters = orm.Dict(crest['parameters'])
-        builder.crest.metadata.options = cls.merged_options(crest['metadata']['options'], options, code)
         return builder
 
     @process_handler(priority=400, exit_codes=[CrestCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])

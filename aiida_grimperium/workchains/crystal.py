@@ -50,15 +50,11 @@ class CrystalBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkCha
         if relax:  # an `optgeom` of the caller's `crystal.parameters` wins over the protocol's block
             parameters['optgeom'] = {**inputs['optgeom'], **parameters.get('optgeom', {})}
         library = basis_set_library or inputs['basis_set_library']
-        builder = cls.get_builder()
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.crystal.code = code
+        builder = cls.builder_from_protocol_inputs(inputs, code, options)
         builder.crystal.structure = structure
         builder.crystal.parameters = orm.Dict(parameters)
         builder.crystal.settings = orm.Dict(crystal['settings'])
         builder.crystal.basis_sets = get_basis_sets(library, structure.get_symbols_set())
-        builder.crystal.metadata.options = cls.merged_options(crystal['metadata']['options'], options, code)
         return builder
 
     def setup(self):

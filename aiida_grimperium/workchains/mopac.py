@@ -44,10 +44,7 @@ class MopacBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain
         parameters = dict(mopac['parameters'])
         if task is not None:
             parameters['task'] = task
-        builder = cls.get_builder()
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.mopac.code = code
+        builder = cls.builder_from_protocol_inputs(inputs, code, options)
         if structure is not None:
             builder.mopac.structure = structure
         if ensemble is not None:
@@ -55,7 +52,6 @@ class MopacBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain
         builder.mopac.charge = orm.Int(charge)
         builder.mopac.multiplicity = orm.Int(multiplicity)
         builder.mopac.parameters = orm.Dict(parameters)
-        builder.mopac.metadata.options = cls.merged_options(mopac['metadata']['options'], options, code)
         return builder
 
     def parameters(self) -> dict:

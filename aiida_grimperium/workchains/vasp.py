@@ -53,10 +53,7 @@ class VaspBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain)
         # the caller's own `vasp.parameters` (an NSW, an ISIF) win over the relaxation tags
         parameters = {**(inputs['relax_parameters'] if relax else {}), **vasp['parameters']}
 
-        builder = cls.get_builder()
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.vasp.code = code
+        builder = cls.builder_from_protocol_inputs(inputs, code, options)
         builder.vasp.structure = structure
         builder.vasp.parameters = orm.Dict(parameters)
         builder.vasp.kpoints_spacing = orm.Float(vasp['kpoints_spacing'])
@@ -64,7 +61,6 @@ class VaspBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain)
         if vasp.get('potcar_mapping'):
             builder.vasp.potcar_mapping = orm.Dict(vasp['potcar_mapping'])
         builder.vasp.settings = orm.Dict(vasp['settings'])
-        builder.vasp.metadata.options = cls.merged_options(vasp['metadata']['options'], options, code)
         return builder
 
     # -- helpers -----------------------------------------------------------------------------------------------

@@ -32,10 +32,7 @@ class XtbBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
         """
         inputs = cls.get_protocol_inputs(protocol, overrides)
         xtb = inputs['xtb']
-        builder = cls.get_builder()
-        builder.max_iterations = orm.Int(inputs['max_iterations'])
-        builder.clean_workdir = orm.Bool(inputs['clean_workdir'])
-        builder.xtb.code = code
+        builder = cls.builder_from_protocol_inputs(inputs, code, options)
         if isinstance(structure, orm.TrajectoryData):
             builder.xtb.ensemble = structure
         else:
@@ -43,7 +40,6 @@ class XtbBaseWorkChain(GrimperiumProtocolMixin, GrimperiumBaseRestartWorkChain):
         builder.xtb.parameters = orm.Dict(xtb['parameters'])
         builder.xtb.charge = orm.Int(int(charge))
         builder.xtb.multiplicity = orm.Int(int(multiplicity))
-        builder.xtb.metadata.options = cls.merged_options(xtb['metadata']['options'], options, code)
         return builder
 
     def _parameters(self) -> dict:
