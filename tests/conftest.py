@@ -71,6 +71,13 @@ def real_code(aiida_localhost):
 
 
 @pytest.fixture
+def codes(real_code):
+    """The ``--code`` options of a campaign command for the real xtb and mopac."""
+    xtb, mopac = real_code('xtb', 'grimperium.xtb'), real_code('mopac', 'grimperium.mopac')
+    return [f'--code=xtb={xtb.full_label}', f'--code=mopac={mopac.full_label}']
+
+
+@pytest.fixture
 def replay_code(aiida_localhost, tmp_path):
     """Factory: a REPLAY code that plays back recorded real runs, in order, one per call of the code.
 

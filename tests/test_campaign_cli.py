@@ -26,12 +26,6 @@ def invoke(*args):
 
 
 @pytest.fixture
-def codes(real_code):
-    xtb, mopac = real_code('xtb', 'grimperium.xtb'), real_code('mopac', 'grimperium.mopac')
-    return [f'--code=xtb={xtb.full_label}', f'--code=mopac={mopac.full_label}']
-
-
-@pytest.fixture
 def stored(tmp_path, codes, stopped_daemon_client):
     """Campaign `c3` of THREE, stored with the daemon stopped."""
     name = f'c3-{tmp_path.name}'

@@ -30,12 +30,6 @@ def invoke(*args):
 
 
 @pytest.fixture
-def codes(real_code):
-    xtb, mopac = real_code('xtb', 'grimperium.xtb'), real_code('mopac', 'grimperium.mopac')
-    return [f'--code=xtb={xtb.full_label}', f'--code=mopac={mopac.full_label}']
-
-
-@pytest.fixture
 def two_csv(tmp_path):
     path = tmp_path / 'two.csv'
     path.write_text(TWO)
