@@ -7,7 +7,7 @@ import pytest
 from aiida import orm
 
 from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_active
-from aiida_grimperium.campaign.store import plan_sizes
+from aiida_grimperium.campaign.planning import plan_sizes
 
 
 def test_local_jobs_two_batches_per_core_cluster_jobs_the_cluster_default(aiida_localhost, tmp_path):

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 REQUIRED_COLUMNS = ('mol_id', 'smiles', 'charge', 'multiplicity')
 OPTIONAL_COLUMNS = ('nheavy', 'H298_cbs', 'batch_id')
-#: fields the validation sets itself
-COMPUTED_FIELDS = ('row', 'inchikey', 'smiles_input')
+#: the molecule's estimated work, set by the validation for the batches (:mod:`.planning`); not stored
+COST_FIELD = 'cost_terms'
+#: the molecule's position in the campaign's CSV(s), stored with its row: the export's order (batches are not)
+POSITION_FIELD = 'position'
+#: fields the validation (or the store) sets itself
+COMPUTED_FIELDS = ('row', 'inchikey', 'smiles_input', COST_FIELD, POSITION_FIELD)
 
 #: the old pipeline's export columns, in its order
 SEED_COLUMNS = (

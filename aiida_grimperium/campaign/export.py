@@ -17,11 +17,11 @@ import tempfile
 
 from aiida import orm
 
-from .columns import NEW_COLUMNS, SEED_COLUMNS
+from .columns import NEW_COLUMNS, POSITION_FIELD, SEED_COLUMNS
 from .readers import CampaignMolecule, read_molecules
 
 #: Row fields that are the package's own bookkeeping, not the user's columns.
-INTERNAL_FIELDS = {'row', 'record'}
+INTERNAL_FIELDS = {'row', 'record', POSITION_FIELD}
 #: Decimals of each rounded column (as the code prints it).
 DECIMALS = {'H298_cbs': 5, 'delta_1': 5, 'delta_2': 5, 'delta_3': 5, 'most_stable_hof': 5, 'boltzmann_hof': 5,
             'crest_time': 1, 'mopac_time': 1, 'dft_time': 1, 'dft_energy_ev': 6, 'dft_band_gap_ev': 4}

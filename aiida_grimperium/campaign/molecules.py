@@ -136,6 +136,7 @@ class Molecule(pydantic.BaseModel):
     row: int = 0
     inchikey: str | None = None  # set by the validation
     smiles_input: str | None = None  # the SMILES as written, when fragments='largest' kept a fragment of it
+    cost_terms: list[int] | None = None  # set by the validation, for the batches (campaign/planning.py)
 
     @pydantic.field_validator('mol_id', 'smiles', mode='before')
     @classmethod

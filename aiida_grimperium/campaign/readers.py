@@ -20,6 +20,7 @@ from aiida import orm
 from aiida.orm.utils.mixins import Sealable
 
 from ..workchains.campaign import RECORDS_EXTRA
+from .columns import POSITION_FIELD
 
 ACTIVE_STATES = ('created', 'waiting', 'running')
 TERMINAL_STATES = ('finished', 'excepted', 'killed')
@@ -76,7 +77,10 @@ class CampaignMolecule:
 
 def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]]:
     """``{mol_id: (row, record pk)}`` of the current rows, in CSV order (where the mol_id first came in; a newer
-    record supersedes the row in place), and the pks of all the records."""
+    record supersedes the row in place), and the pks of all the records.
+
+    Batches are cut by estimated work, not in CSV order: a row's ``position`` field keeps its place (records of
+    an older version of the package have none, and were cut in CSV order)."""
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
     query.append(orm.Dict, with_group='group', filters={f'extras.{RECORDS_EXTRA}': True},
@@ -88,7 +92,8 @@ def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]
         for row in rows.values():
             row['timestamp_added'] = added
             current[row['mol_id']] = (row, pk)
-    return current, pks
+    order = {mol_id: row.get(POSITION_FIELD, i) for i, (mol_id, (row, _)) in enumerate(current.items())}
+    return dict(sorted(current.items(), key=lambda item: order[item[0]])), pks
 
 
 def _batches_query(group: orm.Group) -> orm.QueryBuilder:

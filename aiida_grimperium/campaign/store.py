@@ -21,7 +21,9 @@ from collections.abc import Iterable
 from aiida import orm
 
 from ..workchains.campaign import RECORDS_EXTRA, batch_key
+from .columns import COST_FIELD, POSITION_FIELD
 from .molecules import Molecule
+from .planning import estimated_cost, plan_batches, smiles_cost_terms
 from .readers import CampaignMolecule
 from .readers import active_controllers, read_molecules, record_rows
 
@@ -126,19 +128,10 @@ def row_changes(existing: dict[str, tuple[dict, int]], molecules: Iterable[Molec
     return changes
 
 
-def plan_sizes(count: int, batch_size: int, min_batches: int = 1) -> list[int]:
-    """Batch sizes for ``count`` molecules: at most ``batch_size`` each, at least ``min_batches`` batches (so a
-    small campaign still keeps every core busy), as even as possible."""
-    if count <= 0:
-        return []
-    batches = max(-(-count // max(1, batch_size)), min(min_batches, count))
-    return [count // batches + (1 if i < count % batches else 0) for i in range(batches)]
-
-
 def add_molecules(group: orm.Group, molecules: list[Molecule], *, batch_size: int, min_batches: int = 1,
-                  update: bool = False) -> tuple[int, int]:
-    """Store records of the new molecules (and, with ``update``, of the changed ones); return how many records and
-    molecules were stored.
+                  num_conformers: int = DEFAULT_SETTINGS['num_conformers'], update: bool = False) -> tuple[int, int]:
+    """Store records of the new molecules (and, with ``update``, of the changed ones), in batches balanced by
+    estimated work (:mod:`.planning`); return how many records and molecules were stored.
 
     A molecule already in the campaign with the same row is kept as it is; a changed one raises
     :class:`CampaignError` naming every changed row and field, unless ``update``.
@@ -156,19 +149,24 @@ def add_molecules(group: orm.Group, molecules: list[Molecule], *, batch_size: in
         superseded.setdefault(existing[mol_id][1], []).append(mol_id)
     from aiida.manage import get_manager
 
-    storage, stored, start, stamp = get_manager().get_profile_storage(), 0, 0, now()
-    sizes = plan_sizes(len(todo), batch_size, min_batches)
-    for first in range(0, len(sizes), STORE_CHUNK):
+    # the export's order: a changed row keeps its place, a new one comes after every molecule already there
+    positions = {mol_id: row.get(POSITION_FIELD, i) for i, (mol_id, (row, _)) in enumerate(existing.items())}
+    for molecule in todo:
+        positions.setdefault(molecule.mol_id, len(positions))
+    storage, stored, stamp = get_manager().get_profile_storage(), 0, now()
+    costs = [estimated_cost(m.cost_terms or smiles_cost_terms(m.smiles), num_conformers) for m in todo]
+    batches = plan_batches(costs, batch_size, min_batches)
+    for first in range(0, len(batches), STORE_CHUNK):
         # one transaction (AiiDA's public StorageBackend.transaction) per chunk: one commit for its records and
         # their group membership, where each store commits three times and every commit expires all the
         # objects the session holds (quadratic in the records of a 100 000-molecule campaign)
         with storage.transaction():
             chunk = []
-            for size in sizes[first:first + STORE_CHUNK]:
+            for members in batches[first:first + STORE_CHUNK]:
                 # no None values (an empty cell is a missing key) and no line number: fewer values to read back
-                rows = {batch_key(i): m.model_dump(exclude_none=True, exclude={'row'})
-                        for i, m in enumerate(todo[start:start + size])}
-                start += size
+                rows = {batch_key(i): {**todo[m].model_dump(exclude_none=True, exclude={'row', COST_FIELD}),
+                                       POSITION_FIELD: positions[todo[m].mol_id]}
+                        for i, m in enumerate(members)}
                 record = orm.Dict(rows)
                 record.label = f'{group.label} records'
                 record.base.extras.set_many({RECORDS_EXTRA: True, 'campaign': group.label, 'timestamp_added': stamp})
@@ -203,12 +201,15 @@ def rerun_batches(group: orm.Group, molecules: dict[str, CampaignMolecule]) -> t
             if status in ('Pending', 'Rerun'):
                 rows.append({**molecule.row, 'record': record_pk})
                 attempts[molecule.mol_id] = len(molecule.runs)
-    sizes = plan_sizes(len(rows), settings['batch_size'])
-    start = 0
-    for size in sizes:
-        batches.append(orm.Dict({batch_key(i): row for i, row in enumerate(rows[start:start + size])}).store())
-        start += size
+    batches.extend(rerun_records(rows, settings['batch_size'], settings['num_conformers']))
     return batches, attempts
+
+
+def rerun_records(rows: list[dict], batch_size: int, num_conformers: int) -> list[orm.Dict]:
+    """Stored ``Dict`` nodes of ``rows`` (rows that name their ``record``) in batches balanced by estimated work."""
+    costs = [estimated_cost(smiles_cost_terms(row['smiles']), num_conformers) for row in rows]
+    return [orm.Dict({batch_key(i): rows[m] for i, m in enumerate(members)}).store()
+            for members in plan_batches(costs, batch_size)]
 
 
 def start_controller(group: orm.Group, batches: list[orm.Dict], *, max_active: int, attempts: dict | None = None):

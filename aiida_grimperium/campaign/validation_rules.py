@@ -206,6 +206,10 @@ def check_chemistry(smiles: str, charge: int, multiplicity: int, nheavy: int | N
         _electron_check(mol, charge, multiplicity, result.errors)
         if result.errors:
             return result
+    from .columns import COST_FIELD
+    from .planning import cost_terms
+
+    result.updates[COST_FIELD] = cost_terms(mol)
     key = Chem.MolToInchiKey(mol)
     if key:
         result.updates['inchikey'] = key

@@ -173,7 +173,8 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
     codes = _check_codes(settings)
     _check_shell_step(settings, codes, create=not dry_run)
     from ..campaign.builders import default_max_active
-    from ..campaign.store import add_molecules, open_campaign, plan_sizes
+    from ..campaign.planning import plan_sizes
+    from ..campaign.store import add_molecules, open_campaign
 
     max_active = max_active or default_max_active(codes)
     min_batches = max_active if all(c.computer.scheduler_type == 'core.direct' for c in codes.values()) else 1
@@ -186,7 +187,7 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
     enable_wal(profile)  # idempotent; readers (status, export) never block the daemon's writes
     group, created = open_campaign(group_name, settings, update=update)
     records, added = add_molecules(group, validation.molecules, batch_size=settings['batch_size'],
-                                   min_batches=min_batches, update=update)
+                                   min_batches=min_batches, num_conformers=settings['num_conformers'], update=update)
     click.echo(f'campaign `{group.label}`: {added} molecule(s) stored in {records} batch(es)'
                + ('' if created else ' (the others were there already)'))
     return group, max_active

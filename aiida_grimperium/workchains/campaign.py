@@ -95,12 +95,13 @@ class CampaignWorkChain(LaunchOnce, WorkChain):
                     again.append({**row, 'record': molecules.pk if is_record else row['record']})
                 else:
                     self.ctx.failed[mol_id] = summary.get('error_message') if summary is not None else 'batch failed'
-        size = max(1, self.inputs.batch_size.value)
-        for start in range(0, len(again), size):
-            rows = {batch_key(i): row for i, row in enumerate(again[start:start + size])}
-            self.ctx.queue.append(orm.Dict(rows).store().pk)
         if again:
-            self.report(f'{len(again)} failed molecule(s) go into {-(-len(again) // size)} new batch(es)')
+            from ..campaign.store import rerun_records
+
+            num_conformers = self.inputs.settings.get('num_conformers', 10)
+            batches = rerun_records(again, self.inputs.batch_size.value, num_conformers)
+            self.ctx.queue.extend(batch.pk for batch in batches)
+            self.report(f'{len(again)} failed molecule(s) go into {len(batches)} new batch(es)')
 
     def finalize(self):
         if self.ctx.failed:
