@@ -70,7 +70,7 @@ def test_a_campaign_stores_balanced_batches_and_exports_in_csv_order(tmp_path, c
     path = tmp_path / 'drugs.csv'
     path.write_text('mol_id,smiles,charge,multiplicity\n' + ''.join(f'{k},{s},0,1\n' for k, s in DRUGS.items()))
     runner = CliRunner()
-    result = runner.invoke(cmd_root, ['campaign', 'submit', str(path), '--group', name, '--max-active', '4', *codes],
+    result = runner.invoke(cmd_root, ['campaign', 'submit', str(path), '--group', name, '--batch-size', '3', *codes],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert '12 molecule(s) stored in 4 batch(es)' in result.output

@@ -6,7 +6,7 @@ import os
 import pytest
 from aiida import orm
 
-from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_active
+from aiida_grimperium.campaign.builders import CLUSTER_MAX_ACTIVE, default_max_active, min_batches
 from aiida_grimperium.campaign.planning import plan_sizes
 
 
@@ -14,11 +14,15 @@ def test_local_jobs_two_batches_per_core_cluster_jobs_the_cluster_default(aiida_
     local = orm.InstalledCode(label='true-local', computer=aiida_localhost, filepath_executable='/bin/true').store()
     assert aiida_localhost.scheduler_type == 'core.direct'
     assert default_max_active({'xtb': local, 'mopac': local}) == 2 * os.cpu_count()
+    # a small campaign here is cut into one batch per core (no more than may run at once)
+    assert min_batches({'xtb': local, 'mopac': local}, 2 * os.cpu_count()) == os.cpu_count()
+    assert min_batches({'xtb': local, 'mopac': local}, 1) == 1
 
     cluster = orm.Computer(label='throttle-cluster', hostname='localhost', transport_type='core.local',
                            scheduler_type='core.slurm', workdir=str(tmp_path)).store()
     remote = orm.InstalledCode(label='true-cluster', computer=cluster, filepath_executable='/bin/true').store()
     assert default_max_active({'xtb': local, 'mopac': remote}) == CLUSTER_MAX_ACTIVE
+    assert min_batches({'xtb': local, 'mopac': remote}, CLUSTER_MAX_ACTIVE) == 1  # batches of --batch-size
 
 
 @pytest.mark.parametrize('count, batch_size, min_batches, expected', [

@@ -45,15 +45,26 @@ def default_max_active(codes: dict[str, orm.AbstractCode]) -> int:
 
     Every job on this machine (``core.direct``): two batches per core. A batch's xtb and MOPAC jobs are serial,
     and between them the daemon prepares and parses: with two batches per core, one batch's job keeps the core
-    busy while the other's bookkeeping runs (``benchmarks/campaign.py --small --molecules 200``: 0.20 s of
-    overhead per molecule, 0.25 s with one batch per core). With a batch scheduler: ``CLUSTER_MAX_ACTIVE``.
+    busy while the other's bookkeeping runs (``docs/performance.md``). With a batch scheduler:
+    ``CLUSTER_MAX_ACTIVE``.
     """
     import os
 
-    schedulers = {code.computer.scheduler_type for code in codes.values() if code.computer is not None}
-    if schedulers <= {'core.direct'}:
-        return 2 * (os.cpu_count() or 1)
-    return CLUSTER_MAX_ACTIVE
+    return 2 * (os.cpu_count() or 1) if runs_here(codes) else CLUSTER_MAX_ACTIVE
+
+
+def min_batches(codes: dict[str, orm.AbstractCode], max_active: int) -> int:
+    """How many batches a campaign is cut into at least: one per core on this machine (at most ``max_active``),
+    so that a small campaign keeps every core busy; more would only add AiiDA's work per batch
+    (``docs/performance.md``). With a batch scheduler: 1 (the batches are ``--batch-size`` molecules)."""
+    import os
+
+    return max(1, min(max_active, os.cpu_count() or 1)) if runs_here(codes) else 1
+
+
+def runs_here(codes: dict[str, orm.AbstractCode]) -> bool:
+    """Whether every code runs on a ``core.direct`` computer (this machine, no batch scheduler)."""
+    return {code.computer.scheduler_type for code in codes.values() if code.computer is not None} <= {'core.direct'}
 
 
 #: Campaign ``scheduler`` settings → AiiDA ``metadata.options`` (``cores`` and ``memory_mb`` are converted below).

@@ -1,8 +1,9 @@
 """A campaign in the database: a Group with the record of what was asked, and the controllers that run it.
 
 * **records**: stored ``Dict`` nodes in the group, extra ``grimperium_records``, each ``{key: validated CSV
-  row}`` for a batch's worth of molecules (``m0001``...), in CSV order. A record is the ``molecules`` input of
-  the first batch that runs its molecules.
+  row}`` for a batch's worth of molecules (``m0001``...). The batches are cut by estimated work
+  (:mod:`.planning`); each row keeps its place in the CSV (``position``) for the export. A record is the
+  ``molecules`` input of the first batch that runs its molecules.
 * **settings**: the group's ``settings`` extra (engine, top_n, dft, protocol, max_reruns, batch_size, codes,
   scheduler, shell), so that reruns run exactly like the first run.
 * **controllers**: :class:`~aiida_grimperium.workchains.campaign.CampaignWorkChain` nodes in the group.
@@ -163,7 +164,7 @@ def add_molecules(group: orm.Group, molecules: list[Molecule], *, batch_size: in
         with storage.transaction():
             chunk = []
             for members in batches[first:first + STORE_CHUNK]:
-                # no None values (an empty cell is a missing key) and no line number: fewer values to read back
+                # no None values (an empty cell is a missing key), no line number, no cost: fewer values to read back
                 rows = {batch_key(i): {**todo[m].model_dump(exclude_none=True, exclude={'row', COST_FIELD}),
                                        POSITION_FIELD: positions[todo[m].mol_id]}
                         for i, m in enumerate(members)}

@@ -172,14 +172,14 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
     settings = _settings(**settings_args)
     codes = _check_codes(settings)
     _check_shell_step(settings, codes, create=not dry_run)
-    from ..campaign.builders import default_max_active
+    from ..campaign.builders import default_max_active, min_batches
     from ..campaign.planning import plan_sizes
     from ..campaign.store import add_molecules, open_campaign
 
     max_active = max_active or default_max_active(codes)
-    min_batches = max_active if all(c.computer.scheduler_type == 'core.direct' for c in codes.values()) else 1
+    at_least = min_batches(codes, max_active)
     if dry_run:
-        sizes = plan_sizes(len(validation.molecules), settings['batch_size'], min_batches)
+        sizes = plan_sizes(len(validation.molecules), settings['batch_size'], at_least)
         click.echo(f'dry run: {len(validation.molecules)} molecule(s) in {len(sizes)} batch(es) of at most '
                    f'{max(sizes)} for campaign `{group_name}`, codes {", ".join(c.full_label for c in codes.values())}; '
                    'nothing stored')
@@ -187,7 +187,7 @@ def _prepare(ctx, validation, group_name, dry_run, update, max_active, **setting
     enable_wal(profile)  # idempotent; readers (status, export) never block the daemon's writes
     group, created = open_campaign(group_name, settings, update=update)
     records, added = add_molecules(group, validation.molecules, batch_size=settings['batch_size'],
-                                   min_batches=min_batches, num_conformers=settings['num_conformers'], update=update)
+                                   min_batches=at_least, num_conformers=settings['num_conformers'], update=update)
     click.echo(f'campaign `{group.label}`: {added} molecule(s) stored in {records} batch(es)'
                + ('' if created else ' (the others were there already)'))
     return group, max_active

@@ -7,7 +7,8 @@ them, and puts the molecules that failed, while they have reruns left, into new 
 rows that name their record, ``record``). It ends when nothing is left to run.
 
 Batches are launched in waves: AiiDA's public workchain API waits for a set of children, not for the first of
-them. The batches of a wave are the same size and the same work, so they end at about the same time.
+them. The batches are cut to the same estimated work (:mod:`aiida_grimperium.campaign.planning`), so the batches
+of a wave end at about the same time.
 """
 from __future__ import annotations
 
