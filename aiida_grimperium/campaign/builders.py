@@ -153,7 +153,7 @@ def shell_inputs(settings: dict, codes: dict[str, orm.AbstractCode]) -> dict | N
 
 def batch_inputs(settings: dict, codes: dict | None = None) -> dict:
     """The inputs of :class:`~aiida_grimperium.workchains.batch.ConformerBatchWorkChain` for the campaign
-    ``settings`` (all but ``molecules``); the same nodes serve every batch of a wave."""
+    ``settings`` (all but ``molecules``); the same nodes serve every batch a controller launches."""
     from ..workchains.mopac import MopacBaseWorkChain
     from ..workchains.xtb import XtbBaseWorkChain
 

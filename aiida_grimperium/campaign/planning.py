@@ -1,6 +1,6 @@
 """How a campaign's molecules are cut into batches: by estimated cost, so that batches that run at once end together.
 
-A batch is as slow as its xtb job, and a campaign (or a wave of its batches) as slow as its slowest batch: cut
+A batch is as slow as its xtb job, and a campaign (or a lane of its batches) as slow as its slowest batch: cut
 in CSV order, batches of drug-sized molecules differ several-fold in work and the cores idle while the largest
 finishes (``docs/performance.md``). Here each molecule gets an estimated cost, ``conformers x atoms²``, and
 the molecules are dealt, most expensive first, to the batch with the least work so far (the LPT rule), with

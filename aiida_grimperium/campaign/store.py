@@ -227,6 +227,7 @@ def start_controller(group: orm.Group, batches: list[orm.Dict], *, max_active: i
         'max_active': orm.Int(max_active),
         'max_reruns': orm.Int(settings['max_reruns']),
         'batch_size': orm.Int(settings['batch_size']),
+        'campaign': orm.Str(group.uuid),
         'metadata': {'label': group.label},
     }
     if attempts:
