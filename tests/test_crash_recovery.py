@@ -4,8 +4,9 @@ Both campaigns run the same three molecules (water, methane, methanol; small, so
 the daemon (two workers) onto slurmctld/slurmd on localhost, as one batch: one xtb job (RDKit conformers of all
 three), one MOPAC PM7 job and a `fast` pw.x SCF per molecule, each a real ``sbatch`` job. The scheduler options
 given on the command line must reach every job script (``#SBATCH`` lines). Only AiiDA's public API is used: the
-two aiida-core bugs a killed worker can hit have public workarounds (``GrimperiumCalcJob.parse``,
-``GrimperiumBaseRestartWorkChain.results``), and the batches and the controller are plain workchains.
+two aiida-core bugs a killed worker can hit have public workarounds (``KeepsRemoteFolder.parse``,
+``ReattachesOutputs.results``, on every CalcJob and restart workchain, aiida-quantumespresso's subclasses
+included), and the batches and the controller are plain workchains.
 
 In the crashed campaign every daemon worker gets ``kill -9`` three times while jobs are in SLURM; circus starts
 new workers and the broker hands them the processes again. Then every molecule must finish with the numbers of

@@ -194,7 +194,7 @@ def test_restart_workchain_recovers_cycle_limit(mopac_code, tmp_path):
 def test_outputs_linked_before_a_worker_was_killed_are_kept(mopac_code):
     """A worker killed while linking the outputs leaves links the reloaded workchain does not have in memory;
     the workchain must still end well (aiida-core's ``_attach_outputs`` skips them: exit 11; see
-    ``GrimperiumBaseRestartWorkChain.results``)."""
+    ``ReattachesOutputs.results``)."""
     from aiida.common.links import LinkType
 
     from aiida_grimperium.workchains.mopac import MopacBaseWorkChain

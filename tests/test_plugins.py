@@ -50,3 +50,19 @@ def test_no_exit_status_is_declared_twice(group):
         statuses = [code.status for code in load_entry_point(group, name).spec().exit_codes.values()]
         duplicated = sorted({status for status in statuses if statuses.count(status) > 1})
         assert not duplicated, f'{name}: exit status(es) {duplicated} declared twice'
+
+
+def test_every_calcjob_and_restart_workchain_has_the_crash_workarounds():
+    """The public-API workarounds of the two aiida-core 2.9 bugs a killed worker can hit (``KeepsRemoteFolder``:
+    a lost ``remote_folder``; ``ReattachesOutputs``: outputs linked but not returned) are on every CalcJob and
+    restart workchain, aiida-quantumespresso's subclasses included: ``tests/test_crash_recovery.py`` hits them only
+    when a kill falls at such a moment, and the pw.x classes once lost them when they moved onto that plugin."""
+    from aiida.engine import BaseRestartWorkChain
+
+    from aiida_grimperium.calculations.base import KeepsRemoteFolder
+    from aiida_grimperium.workchains.base import ReattachesOutputs
+
+    calcjobs = [ep.load() for ep in ours('aiida.calculations')]
+    assert len(calcjobs) == 6 and all(issubclass(cls, KeepsRemoteFolder) for cls in calcjobs), calcjobs
+    restart = [cls for cls in (ep.load() for ep in ours('aiida.workflows')) if issubclass(cls, BaseRestartWorkChain)]
+    assert len(restart) == 6 and all(issubclass(cls, ReattachesOutputs) for cls in restart), restart

@@ -93,7 +93,26 @@ def guard_options(spec) -> None:
             spec.inputs['metadata']['options'][name].validator = validator
 
 
-class GrimperiumCalcJob(CalcJob):
+class KeepsRemoteFolder:
+    """For every CalcJob of this package, aiida-quantumespresso's subclasses included (``calculations/pw.py``)."""
+
+    def parse(self, retrieved_temporary_folder=None, existing_exit_code=None):
+        """AiiDA's ``parse``, after giving back a ``remote_folder`` output that a killed worker lost.
+
+        aiida-core 2.9 (``tasks.task_upload_job``) marks a job uploaded in one commit and links its ``remote_folder``
+        only at the next state change; a worker killed in between leaves an uploaded job without that output, and
+        the worker that takes it over skips the upload and the output with it. The job runs and is retrieved from
+        the working directory the upload recorded (``get_remote_workdir``): the output is made from that.
+        """
+        node = self.node
+        workdir = node.get_remote_workdir()
+        if workdir and 'remote_folder' not in self.outputs and \
+                node.base.links.get_outgoing(link_label_filter='remote_folder').first() is None:
+            self.out('remote_folder', orm.RemoteData(computer=node.computer, remote_path=workdir))
+        return super().parse(retrieved_temporary_folder, existing_exit_code)
+
+
+class GrimperiumCalcJob(KeepsRemoteFolder, CalcJob):
     """Common spec of the package's CalcJobs."""
 
     #: Name of the input file the code reads and of its main output (stdout or the code's own file).
@@ -115,21 +134,6 @@ class GrimperiumCalcJob(CalcJob):
             spec.inputs['metadata']['options']['parser_name'].default = cls._DEFAULT_PARSER
         guard_options(spec)
         cls.declare_exit_codes(spec, COMMON)
-
-    def parse(self, retrieved_temporary_folder=None, existing_exit_code=None):
-        """AiiDA's ``parse``, after giving back a ``remote_folder`` output that a killed worker lost.
-
-        aiida-core 2.9 (``tasks.task_upload_job``) marks a job uploaded in one commit and links its ``remote_folder``
-        only at the next state change; a worker killed in between leaves an uploaded job without that output, and
-        the worker that takes it over skips the upload and the output with it. The job runs and is retrieved from
-        the working directory the upload recorded (``get_remote_workdir``): the output is made from that.
-        """
-        node = self.node
-        workdir = node.get_remote_workdir()
-        if workdir and 'remote_folder' not in self.outputs and \
-                node.base.links.get_outgoing(link_label_filter='remote_folder').first() is None:
-            self.out('remote_folder', orm.RemoteData(computer=node.computer, remote_path=workdir))
-        return super().parse(retrieved_temporary_folder, existing_exit_code)
 
     @staticmethod
     def declare_exit_codes(spec, table: dict[str, ExitCodeSpec]) -> None:

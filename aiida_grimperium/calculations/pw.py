@@ -10,7 +10,7 @@ import re
 
 from aiida_quantumespresso.calculations.pw import PwCalculation as QePwCalculation
 
-from .base import guard_options
+from .base import KeepsRemoteFolder, guard_options
 
 
 #: a namelist variable, with optional Fortran indices: ``ecutwfc``, ``starting_magnetization(1)``, ``Hubbard_U(2,1)``
@@ -32,9 +32,10 @@ def validate_namelists(value, port_namespace=None) -> str | None:
     return QePwCalculation.spec().inputs['parameters'].validator(value, port_namespace)
 
 
-class PwCalculation(QePwCalculation):
-    """aiida-quantumespresso's pw.x CalcJob with this package's parser as the default and the option checks of
-    every grimperium CalcJob (file names, scheduler words, environment: see docs/security.md)."""
+class PwCalculation(KeepsRemoteFolder, QePwCalculation):
+    """aiida-quantumespresso's pw.x CalcJob with this package's parser as the default, the option checks of
+    every grimperium CalcJob (file names, scheduler words, environment: see docs/security.md) and its workaround
+    of a worker killed after the upload (:class:`~.base.KeepsRemoteFolder`)."""
 
     @classmethod
     def define(cls, spec):

@@ -28,7 +28,27 @@ def outputs_of(node: orm.ProcessNode) -> dict[str, orm.Node]:
     return {triple.link_label: triple.node for triple in links.all()}
 
 
-class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
+class ReattachesOutputs:
+    """For every restart workchain of this package, aiida-quantumespresso's subclasses included (``workchains/pw.py``)."""
+
+    def results(self):
+        """AiiDA's ``results``, then every exposed output of the last child that is still missing.
+
+        aiida-core 2.9 (``BaseRestartWorkChain._attach_outputs``) skips an output whose RETURN link is already in
+        the database. A worker killed while linking them leaves such links; the process, reloaded from its
+        checkpoint, does not have those outputs in memory and fails with 11 (missing output) though the job
+        succeeded. Setting them again with ``out`` is harmless: AiiDA links only labels not yet linked.
+        """
+        result = super().results()
+        if result is None or result.status == 0:
+            child = self.ctx.children[self.ctx.iteration - 1]
+            for name, node in self.exposed_outputs(child, self._process_class).items():
+                if name not in self.outputs:
+                    self.out(name, node)
+        return result
+
+
+class GrimperiumBaseRestartWorkChain(ReattachesOutputs, BaseRestartWorkChain):
     """Run ``_process_class`` until it succeeds, a handler gives up, or ``max_iterations`` is reached."""
 
     _process_class = None
@@ -53,22 +73,6 @@ class GrimperiumBaseRestartWorkChain(BaseRestartWorkChain):
     def setup(self):
         super().setup()
         self.ctx.inputs = AttributeDict(self.exposed_inputs(self._process_class, self._inputs_namespace))
-
-    def results(self):
-        """AiiDA's ``results``, then every exposed output of the last child that is still missing.
-
-        aiida-core 2.9 (``BaseRestartWorkChain._attach_outputs``) skips an output whose RETURN link is already in
-        the database. A worker killed while linking them leaves such links; the process, reloaded from its
-        checkpoint, does not have those outputs in memory and fails with 11 (missing output) though the job
-        succeeded. Setting them again with ``out`` is harmless: AiiDA links only labels not yet linked.
-        """
-        result = super().results()
-        if result is None or result.status == 0:
-            child = self.ctx.children[self.ctx.iteration - 1]
-            for name, node in self.exposed_outputs(child, self._process_class).items():
-                if name not in self.outputs:
-                    self.out(name, node)
-        return result
 
     def give_up(self, calculation, reason: str) -> ProcessHandlerReport:
         """Report ``reason`` for ``calculation`` and end the workchain with ``ERROR_UNRECOVERABLE_FAILURE``."""

@@ -17,13 +17,15 @@ from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain as QePwBaseW
 
 from ..calculations.pw import PwCalculation
 from ..protocols import GrimperiumProtocolMixin, deep_merge
+from .base import ReattachesOutputs
 
 #: aiida-quantumespresso's warning for structures that are not 3D-periodic: molecules are handled here.
 _APERIODIC_WARNING = 'This protocol was developed for fully periodic'
 
 
-class PwBaseWorkChain(GrimperiumProtocolMixin, QePwBaseWorkChain):
-    """Run ``grimperium.pw`` with aiida-quantumespresso's restart handlers; protocols for crystals and molecules."""
+class PwBaseWorkChain(ReattachesOutputs, GrimperiumProtocolMixin, QePwBaseWorkChain):
+    """Run ``grimperium.pw`` with aiida-quantumespresso's restart handlers; protocols for crystals and molecules;
+    the workaround of a worker killed while linking the outputs (:class:`~.base.ReattachesOutputs`)."""
 
     _process_class = PwCalculation
     _protocol_name = 'pw'
