@@ -51,6 +51,22 @@ def test_every_molecule_once_in_batches_of_the_planned_sizes(count, batch_size, 
     assert totals == sorted(totals, reverse=True)  # the costliest batch first
 
 
+def test_a_large_campaign_is_balanced_window_by_window_in_csv_order():
+    """Batches are dealt within windows of consecutive rows, and the windows come in CSV order."""
+    from aiida_grimperium.campaign.planning import WINDOW_BATCHES
+
+    rng = random.Random(7)
+    costs = [rng.uniform(1, 100) for _ in range(5000)]
+    batches = plan_batches(costs, 50, 1)
+    assert len(batches) == 100
+    rows = WINDOW_BATCHES * 50
+    for number, batch in enumerate(batches):
+        window = number // WINDOW_BATCHES
+        assert all(window * rows <= i < (window + 1) * rows for i in batch), (number, batch[:3])
+    totals = [sum(costs[i] for i in batch) for batch in batches[:WINDOW_BATCHES]]
+    assert max(totals) / min(totals) < 1.01  # 50 random molecules each: LPT makes them all but equal
+
+
 def test_batches_of_mixed_sizes_get_about_the_same_work():
     """Cut in CSV order, the four batches of these molecules differ about 4-fold in estimated work; balanced,
     by less than a quarter."""

@@ -18,12 +18,15 @@ import heapq
 
 
 def cost_terms(mol) -> list[int]:
-    """``[atoms with hydrogens, expected distinct conformers]`` of an RDKit molecule (no hydrogens added needed)."""
+    """``[atoms with hydrogens, expected distinct conformers]`` of an RDKit molecule (no hydrogens added needed).
+
+    RDKit's non-strict rotatable bonds: its default (strict) SMARTS took 4 of the 5 s these cost for 100 000
+    molecules, and ranks the molecules of ``benchmarks/campaign.py`` the same (``docs/performance.md``)."""
     from rdkit.Chem import rdMolDescriptors
 
-    atoms = mol.GetNumAtoms() + sum(atom.GetTotalNumHs() for atom in mol.GetAtoms())
-    flexibility = 1 + 2 * rdMolDescriptors.CalcNumRotatableBonds(mol) + 3 * rdMolDescriptors.CalcNumAliphaticRings(mol)
-    return [atoms, flexibility]
+    rotatable = rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.NonStrict)
+    flexibility = 1 + 2 * rotatable + 3 * rdMolDescriptors.CalcNumAliphaticRings(mol)
+    return [mol.GetNumAtoms(onlyExplicit=False), flexibility]
 
 
 def smiles_cost_terms(smiles: str) -> list[int]:
@@ -50,10 +53,29 @@ def plan_sizes(count: int, batch_size: int, min_batches: int = 1) -> list[int]:
     return [count // batches + (1 if i < count % batches else 0) for i in range(batches)]
 
 
+#: Batches balanced together: a window of consecutive CSV rows is dealt into this many batches (all of them in a
+#: smaller campaign). A large campaign's windows come in CSV order, so that its records, read back in the order
+#: they were stored, hold nearby rows (dealt over all 2 000 batches of 100 000 rows, the export slowed down:
+#: ``docs/performance.md``).
+WINDOW_BATCHES = 16
+
+
 def plan_batches(costs: list[float], batch_size: int, min_batches: int = 1) -> list[list[int]]:
     """The molecules (indices into ``costs``) of each batch: the sizes of :func:`plan_sizes`, the work as even as
-    the LPT rule makes it. Each batch lists its molecules in index order; the costliest batch comes first."""
+    the LPT rule makes it within each window of :data:`WINDOW_BATCHES` batches. Each batch lists its molecules in
+    index order; in a window, the costliest batch comes first."""
     sizes = plan_sizes(len(costs), batch_size, min_batches)
+    batches, first = [], 0
+    for start in range(0, len(sizes), WINDOW_BATCHES):
+        window = sizes[start:start + WINDOW_BATCHES]
+        members = range(first, first + sum(window))
+        batches += [[members[i] for i in batch] for batch in _deal([costs[i] for i in members], window)]
+        first += sum(window)
+    return batches
+
+
+def _deal(costs: list[float], sizes: list[int]) -> list[list[int]]:
+    """LPT: the molecules, costliest first, each to the batch with the least work that has room."""
     room = list(sizes)
     batches: list[list[int]] = [[] for _ in sizes]
     totals = [0.0] * len(sizes)
