@@ -4,7 +4,8 @@ A batch is as slow as its xtb job, and a campaign (or a lane of its batches) as 
 in CSV order, batches of drug-sized molecules differ several-fold in work and the cores idle while the largest
 finishes (``docs/performance.md``). Here each molecule gets an estimated cost, ``conformers x atoms²``, and
 the molecules are dealt, most expensive first, to the batch with the least work so far (the LPT rule), with
-batch sizes as even as ``plan_sizes`` makes them. A batch lists its molecules in CSV order, and the export
+batch sizes as even as ``plan_sizes`` makes them; a large campaign is dealt window by window
+(:data:`WINDOW_BATCHES` batches of consecutive rows). A batch lists its molecules in CSV order, and the export
 follows the CSV, not the batches (each stored row keeps its position, ``columns.POSITION_FIELD``).
 
 The estimate: an xtb optimisation costs about ``atoms²`` (with hydrogens) per conformer, and RDKit's pruned
@@ -18,10 +19,10 @@ import heapq
 
 
 def cost_terms(mol) -> list[int]:
-    """``[atoms with hydrogens, expected distinct conformers]`` of an RDKit molecule (no hydrogens added needed).
+    """``[atoms with hydrogens, expected distinct conformers]`` of an RDKit molecule (its hydrogens may be implicit).
 
-    RDKit's non-strict rotatable bonds: its default (strict) SMARTS took 4 of the 5 s these cost for 100 000
-    molecules, and ranks the molecules of ``benchmarks/campaign.py`` the same (``docs/performance.md``)."""
+    RDKit's non-strict rotatable bonds: several times faster than its default (strict) SMARTS, and they rank the
+    molecules of ``benchmarks/campaign.py`` the same (``docs/performance.md``)."""
     from rdkit.Chem import rdMolDescriptors
 
     rotatable = rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.NonStrict)

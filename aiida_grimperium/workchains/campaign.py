@@ -10,8 +10,8 @@ AiiDA's public workchain API waits for a set of children, not for the first of t
 batches than ``max_active`` runs them in **lanes**: ``max_active`` controllers of its own (``lane_001``...), each
 running its share of the batches one after another with ``max_active`` 1, and rerunning its own failures. A slot
 whose batch ends takes its next batch at once; a batch that waits long in a cluster's queue holds only its
-lane. The batches come costliest first (:mod:`aiida_grimperium.campaign.planning`) and are dealt round-robin, so
-the lanes get about the same work. The lanes join the campaign's group (``campaign``), so that the readers find
+lane. The batches have about the same estimated work (:mod:`aiida_grimperium.campaign.planning`) and are dealt
+round-robin, so the lanes get about the same work. The lanes join the campaign's group (``campaign``), so that the readers find
 their batches as they find any controller's. With at most ``max_active`` batches, the controller runs them
 itself, all at once.
 """
