@@ -150,8 +150,9 @@ def add_molecules(group: orm.Group, molecules: list[Molecule], *, batch_size: in
         superseded.setdefault(existing[mol_id][1], []).append(mol_id)
     from aiida.manage import get_manager
 
-    # the export's order: a changed row keeps its place, a new one comes after every molecule already there
-    positions = {mol_id: row.get(POSITION_FIELD, i) for i, (mol_id, (row, _)) in enumerate(existing.items())}
+    # the export's order (record_rows gives the rows in it): a changed row keeps its place, a new one comes after
+    # every molecule already there
+    positions = {mol_id: i for i, mol_id in enumerate(existing)}
     for molecule in todo:
         positions.setdefault(molecule.mol_id, len(positions))
     storage, stored, stamp = get_manager().get_profile_storage(), 0, now()

@@ -9,6 +9,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from .columns import COST_FIELD
+from .planning import cost_terms
+
 #: cells that mean "no value" (compared stripped and lower-cased); anything else must parse
 MISSING = frozenset({'', 'nan', 'none', 'null', 'na', 'n/a'})
 FRAGMENT_POLICIES = ('refuse', 'largest')
@@ -206,9 +209,6 @@ def check_chemistry(smiles: str, charge: int, multiplicity: int, nheavy: int | N
         _electron_check(mol, charge, multiplicity, result.errors)
         if result.errors:
             return result
-    from .columns import COST_FIELD
-    from .planning import cost_terms
-
     result.updates[COST_FIELD] = cost_terms(mol)
     key = Chem.MolToInchiKey(mol)
     if key:

@@ -11,8 +11,8 @@ batches than ``max_active`` runs them in **lanes**: ``max_active`` controllers o
 running its share of the batches one after another with ``max_active`` 1, and rerunning its own failures. A slot
 whose batch ends takes its next batch at once; a batch that waits long in a cluster's queue holds only its
 lane. The batches have about the same estimated work (:mod:`aiida_grimperium.campaign.planning`) and are dealt
-round-robin, so the lanes get about the same work. The lanes join the campaign's group (``campaign``), so that the readers find
-their batches as they find any controller's. With at most ``max_active`` batches, the controller runs them
+round-robin, so the lanes get about the same work. The lanes join the campaign's group (``campaign``), so that
+the readers find their batches as they find any controller's. With at most ``max_active`` batches, the controller runs them
 itself, all at once.
 """
 from __future__ import annotations
@@ -145,9 +145,9 @@ class CampaignWorkChain(LaunchOnce, WorkChain):
                 else:
                     self.ctx.failed[mol_id] = summary.get('error_message') if summary is not None else 'batch failed'
         if again:
-            from ..campaign.store import rerun_records
+            from ..campaign.store import DEFAULT_SETTINGS, rerun_records
 
-            num_conformers = self.inputs.settings.get('num_conformers', 10)
+            num_conformers = self.inputs.settings.get('num_conformers', DEFAULT_SETTINGS['num_conformers'])
             batches = rerun_records(again, self.inputs.batch_size.value, num_conformers)
             self.ctx.queue.extend(batch.pk for batch in batches)
             self.report(f'{len(again)} failed molecule(s) go into {len(batches)} new batch(es)')
