@@ -66,3 +66,24 @@ def test_every_calcjob_and_restart_workchain_has_the_crash_workarounds():
     assert len(calcjobs) == 6 and all(issubclass(cls, KeepsRemoteFolder) for cls in calcjobs), calcjobs
     restart = [cls for cls in (ep.load() for ep in ours('aiida.workflows')) if issubclass(cls, BaseRestartWorkChain)]
     assert len(restart) == 6 and all(issubclass(cls, ReattachesOutputs) for cls in restart), restart
+
+
+def test_the_readers_process_types_are_the_workchains():
+    """``campaign status``/``export`` query the controllers and batches by process type, without importing the
+    workchains (``campaign/layout.py``): the strings must be what AiiDA stores for them."""
+    from aiida_grimperium.campaign.layout import BATCH_PROCESS_TYPE, CONTROLLER_PROCESS_TYPE
+    from aiida_grimperium.workchains.batch import ConformerBatchWorkChain
+    from aiida_grimperium.workchains.campaign import CampaignWorkChain
+
+    assert CampaignWorkChain.build_process_type() == CONTROLLER_PROCESS_TYPE
+    assert ConformerBatchWorkChain.build_process_type() == BATCH_PROCESS_TYPE
+
+
+def test_reading_a_campaign_does_not_import_the_engine():
+    """The read-only commands start without AiiDA's engine (half a second of imports per command)."""
+    import subprocess
+    import sys
+
+    code = ('import sys; import aiida_grimperium.campaign.export, aiida_grimperium.cli.cmd_export, '
+            'aiida_grimperium.cli.options; print("aiida.engine" in sys.modules)')
+    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == 'False'

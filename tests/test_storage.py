@@ -37,3 +37,23 @@ def test_storage_checkpoint_command(aiida_profile):
     result = CliRunner().invoke(cmd_root, ['-p', aiida_profile.name, 'storage', 'checkpoint'])
     assert result.exit_code == 0, result.output
     assert 'checkpointed' in result.output
+
+
+def test_attributes_projected_as_json_text_equal_the_stored_dict(aiida_profile):
+    """The campaign readers project attributes as JSON text (``readers.ATTRIBUTES_TEXT``, 15x faster than the
+    converted dict): it must parse back to the very dict, floats, escapes, unicode and nesting included. The
+    PostgreSQL side is covered by the scale-out test, whose status and export read through it."""
+    import json
+
+    from aiida import orm
+
+    from aiida_grimperium.campaign.readers import ATTRIBUTES_TEXT
+
+    values = {'m0001': {'mol_id': 'a"b\\c', 'smiles': 'C[C@H](N)C(=O)O', 'name': 'Ångström ✓', 'charge': -1,
+                        'heat': -123.45678901234, 'tiny': 2e-300, 'big': 12345678901234567, 'none': None,
+                        'flag': True, 'list': [1, 0.1, [None, 'x']], 'nested': {'k': {'deep': 1.5e10}}},
+              'm0002': {}}
+    node = orm.Dict(values).store()
+    text, = orm.QueryBuilder().append(orm.Dict, filters={'id': node.pk}, project=[ATTRIBUTES_TEXT]).one()
+    assert isinstance(text, str)
+    assert json.loads(text) == node.get_dict() == values

@@ -18,6 +18,7 @@ import tempfile
 from aiida import orm
 
 from .columns import NEW_COLUMNS, POSITION_FIELD, SEED_COLUMNS
+from .layout import settings_of
 from .readers import CampaignMolecule, read_molecules
 
 #: Row fields that are the package's own bookkeeping, not the user's columns.
@@ -77,8 +78,6 @@ def molecule_row(molecule: CampaignMolecule, max_reruns: int) -> dict:
 def campaign_rows(group: orm.Group) -> tuple[list[str], list[dict]]:
     """Header and rows of the export table, one row per molecule in CSV order: the seed's columns, the new ones,
     then the CSV's own extra columns."""
-    from .store import settings_of
-
     max_reruns = settings_of(group)['max_reruns']
     rows = [molecule_row(molecule, max_reruns) for molecule in read_molecules(group).values()]
     header = [*SEED_COLUMNS, *NEW_COLUMNS]

@@ -14,13 +14,14 @@ a superseded row stay in the graph.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from aiida import orm
 from aiida.orm.utils.mixins import Sealable
 
-from ..workchains.campaign import RECORDS_EXTRA
 from .columns import POSITION_FIELD
+from .layout import BATCH_PROCESS_TYPE, CONTROLLER_PROCESS_TYPE, RECORDS_EXTRA
 
 ACTIVE_STATES = ('created', 'waiting', 'running')
 TERMINAL_STATES = ('finished', 'excepted', 'killed')
@@ -28,6 +29,10 @@ TERMINAL_STATES = ('finished', 'excepted', 'killed')
 #: leave its node sealed, i.e. terminated, with the ``process_state`` of the instance that wrote last ("running").
 #: A sealed node has ended whatever its state says (``Sealable.SEALED_KEY``).
 SEALED = f'attributes.{Sealable.SEALED_KEY}'
+#: A node's attributes projected as their JSON text, parsed by ``json.loads``. The QueryBuilder passes every
+#: projected value through ``orm.convert`` (a dispatch per leaf): for 100 000 rows 1.5 s, the text 0.1 s.
+#: It is the same dict (SQLite ``json_extract``, PostgreSQL ``#>> '{}'``; both checked in the tests).
+ATTRIBUTES_TEXT = {'attributes': {'cast': 't'}}
 
 
 @dataclass
@@ -84,12 +89,12 @@ def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
     query.append(orm.Dict, with_group='group', filters={f'extras.{RECORDS_EXTRA}': True},
-                 project=['id', 'attributes', 'extras.timestamp_added'])
+                 project=['id', ATTRIBUTES_TEXT, 'extras.timestamp_added'])
     current: dict[str, tuple[dict, int]] = {}
     pks = set()
     for pk, rows, added in sorted(query.iterall(), key=lambda row: row[0]):
         pks.add(pk)
-        for row in rows.values():
+        for row in json.loads(rows).values():
             row['timestamp_added'] = added
             current[row['mol_id']] = (row, pk)
     order = {mol_id: row.get(POSITION_FIELD, i) for i, (mol_id, (row, _)) in enumerate(current.items())}
@@ -97,13 +102,12 @@ def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]
 
 
 def _batches_query(group: orm.Group) -> orm.QueryBuilder:
-    from ..workchains.batch import ConformerBatchWorkChain
-    from ..workchains.campaign import CampaignWorkChain
-
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', tag='controller')
-    query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch',
+    query.append(orm.WorkChainNode, with_group='group', filters={'process_type': CONTROLLER_PROCESS_TYPE},
+                 tag='controller')
+    query.append(orm.WorkChainNode, with_incoming='controller', filters={'process_type': BATCH_PROCESS_TYPE},
+                 tag='batch',
                  project=['id', 'uuid', 'attributes.process_state', 'attributes.exit_status',
                           'attributes.exit_message', 'extras.stage', 'ctime', 'mtime', SEALED])
     return query
@@ -123,15 +127,16 @@ def read_molecules(group: orm.Group) -> dict[str, CampaignMolecule]:
         batches[pk] = (run, molecules_pk)
     rerun_pks = sorted({molecules_pk for _, molecules_pk in batches.values() if molecules_pk not in record_pks})
     if rerun_pks:
-        reruns = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': rerun_pks}}, project=['id', 'attributes'])
+        reruns = orm.QueryBuilder().append(orm.Dict, filters={'id': {'in': rerun_pks}}, project=['id', ATTRIBUTES_TEXT])
         for pk, rows in reruns.iterall():
-            record_of[pk] = {row['mol_id']: row['record'] for row in rows.values()}
+            record_of[pk] = {row['mol_id']: row['record'] for row in json.loads(rows).values()}
 
     summaries: dict[int, dict[str, dict]] = {}
     query = _batches_query(group)
     query.append(orm.CalcFunctionNode, with_incoming='batch', edge_filters={'label': 'summarize'}, tag='summarize')
-    query.append(orm.Dict, with_incoming='summarize', project=['attributes'])
+    query.append(orm.Dict, with_incoming='summarize', project=[ATTRIBUTES_TEXT])
     for *batch, summary in query.iterall():
+        summary = json.loads(summary)
         summaries.setdefault(batch[0], {})[summary.get('mol_id')] = summary
 
     members = _members(molecules)
@@ -156,10 +161,9 @@ def _members(molecules: dict[str, CampaignMolecule]) -> dict[int, list[str]]:
 
 def active_controllers(group: orm.Group) -> list[int]:
     """Pks of the campaign's controllers that have not finished."""
-    from ..workchains.campaign import CampaignWorkChain
-
     query = orm.QueryBuilder()
     query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', project=['id', 'attributes.process_state', SEALED])
+    query.append(orm.WorkChainNode, with_group='group', filters={'process_type': CONTROLLER_PROCESS_TYPE},
+                 project=['id', 'attributes.process_state', SEALED])
     # (a process submitted a moment ago may not have its state attribute yet)
     return [pk for pk, state, sealed in query.iterall() if state not in TERMINAL_STATES and not sealed]

@@ -21,63 +21,22 @@ from collections.abc import Iterable
 
 from aiida import orm
 
-from ..workchains.campaign import RECORDS_EXTRA, batch_key
 from .columns import COST_FIELD, POSITION_FIELD
+# the campaign's layout, also imported from here by callers of the store
+from .layout import DEFAULT_SETTINGS, RECORDS_EXTRA, CampaignError, batch_key, campaigns, load_campaign, settings_of
 from .molecules import Molecule
 from .planning import estimated_cost, plan_batches, smiles_cost_terms
 from .readers import CampaignMolecule
 from .readers import active_controllers, read_molecules, record_rows
 
-DEFAULT_SETTINGS = {
-    'engine': 'rdkit-xtb',
-    'top_n': 3,
-    'dft': None,
-    'protocol': 'fast',
-    'max_reruns': 3,
-    'num_conformers': 10,
-    'batch_size': 50,
-    'codes': {'xtb': 'xtb@localhost', 'mopac': 'mopac@localhost', 'crest': 'crest@localhost',
-              'pw': 'pw@localhost', 'vasp': 'vasp@localhost', 'crystal': 'crystal@localhost'},
-    # Scheduler overrides of every job's metadata.options (None: as the code's protocol says); see
-    # builders.scheduler_options: SLURM partition, account, walltime in seconds, threads, memory in MB.
-    'scheduler': {'queue': None, 'account': None, 'walltime': None, 'cores': None, 'memory_mb': None},
-    # The shell step (workchains/shell.py), or None: {'command': 'xtb {lowest} --ohess', 'outputs': [...]}.
-    'shell': None,
-}
 #: The row fields that define what was asked of a molecule (a change must be asked for: ``update``).
 IDENTITY_FIELDS = ('smiles', 'charge', 'multiplicity', 'H298_cbs')
 #: Records stored, and added to the group, in one transaction.
 STORE_CHUNK = 50
 
 
-class CampaignError(Exception):
-    """A campaign command cannot do what was asked; the message says why (no traceback for users)."""
-
-
 def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-
-
-def load_campaign(name: str) -> orm.Group:
-    """The campaign ``name``; :class:`CampaignError` when there is none (nothing is created)."""
-    from aiida.common.exceptions import NotExistent
-
-    try:
-        group = orm.load_group(label=name)
-    except NotExistent:
-        raise CampaignError(f'no campaign `{name}`: `grimperium campaign list` shows the campaigns') from None
-    if 'settings' not in group.base.extras.all:
-        raise CampaignError(f'group `{name}` is not a grimperium campaign (it has no campaign settings)')
-    return group
-
-
-def campaigns() -> list[str]:
-    query = orm.QueryBuilder().append(orm.Group, filters={'extras': {'has_key': 'settings'}}, project=['label'])
-    return sorted(label for label, in query.iterall())
-
-
-def settings_of(group: orm.Group) -> dict:
-    return {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {})}
 
 
 def setting_changes(group: orm.Group, settings: dict) -> dict[str, tuple]:

@@ -71,7 +71,7 @@ def cmd_campaign():
 def _settings(engine, top_n, num_conformers, dft, protocol, max_reruns, batch_size, code_labels, computer=None,
               queue=None, account=None, walltime=None, cores=None, memory_mb=None, shell_step=None,
               shell_outputs=()) -> dict:
-    from ..campaign.store import DEFAULT_SETTINGS
+    from ..campaign.layout import DEFAULT_SETTINGS
 
     codes = dict(DEFAULT_SETTINGS['codes'])
     if computer:
@@ -277,7 +277,7 @@ def cmd_rerun(ctx, name, max_active):
     load_profile(ctx)
     from ..campaign.builders import default_max_active, load_codes
     from ..campaign.readers import active_controllers
-    from ..campaign.store import load_campaign, settings_of
+    from ..campaign.layout import load_campaign, settings_of
 
     group = load_campaign(name)
     if not _daemon_running():
@@ -297,7 +297,7 @@ def cmd_rerun(ctx, name, max_active):
 def cmd_status(ctx, name, watch):
     """Counts per status and a progress bar per stage, counting only the molecules whose stage succeeded."""
     load_profile(ctx)
-    from ..campaign.store import load_campaign
+    from ..campaign.layout import load_campaign
 
     _watch(load_campaign(name), until_done=watch)
 
@@ -307,7 +307,7 @@ def cmd_status(ctx, name, watch):
 def cmd_list(ctx):
     """The campaigns of the profile."""
     load_profile(ctx)
-    from ..campaign.store import campaigns
+    from ..campaign.layout import campaigns
 
     for name in campaigns():
         click.echo(name)
@@ -320,7 +320,7 @@ STAGES = (('conformer search', 'conformer_search_status', ('SUCCESS',)), ('MOPAC
 def progress(group) -> tuple[dict, list[tuple[str, int]], int]:
     """Status counts, ``(stage, molecules whose stage succeeded)`` and the number of molecules."""
     from ..campaign.readers import read_molecules
-    from ..campaign.store import settings_of
+    from ..campaign.layout import settings_of
 
     settings = settings_of(group)
     molecules = read_molecules(group)

@@ -21,7 +21,7 @@ def cmd_export(ctx, name, output, fmt, structures):
     """Write one row per molecule of campaign NAME (the seed's columns, then new ones), atomically."""
     load_profile(ctx)
     from ..campaign.export import export_campaign
-    from ..campaign.store import load_campaign
+    from ..campaign.layout import load_campaign
 
     group = load_campaign(name)
     count = export_campaign(group, output, fmt)
@@ -43,7 +43,7 @@ def cmd_report(ctx, name, output):
     load_profile(ctx)
     from ..campaign.export import campaign_table
     from ..campaign.report import write_report
-    from ..campaign.store import load_campaign
+    from ..campaign.layout import load_campaign
 
     stats = write_report(campaign_table(load_campaign(name)), output, f'Campaign {name}: PM7 vs reference')
     overall = stats['overall']

@@ -110,7 +110,7 @@ def user_errors(function):
     """Turn the package's refusals and OS errors into one-line messages with exit status 1 (no traceback)."""
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        from ..campaign.store import CampaignError
+        from ..campaign.layout import CampaignError
 
         try:
             return function(*args, **kwargs)

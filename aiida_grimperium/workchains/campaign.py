@@ -20,17 +20,10 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, if_, while_
 
+from ..campaign.layout import DEFAULT_SETTINGS, FAILED_EXTRA, RECORDS_EXTRA, batch_key
 from .base import LaunchOnce
 from .batch import ConformerBatchWorkChain, batch_summaries
 
-RECORDS_EXTRA = 'grimperium_records'
-#: ``{mol_id: error message}`` of the molecules that failed after their reruns, set when a controller ends.
-FAILED_EXTRA = 'failed'
-
-
-def batch_key(index: int) -> str:
-    """The key of the ``index``-th molecule of a batch (0-based): ``m0001``..."""
-    return f'm{index + 1:04d}'
 
 
 class CampaignWorkChain(LaunchOnce, WorkChain):
@@ -145,7 +138,7 @@ class CampaignWorkChain(LaunchOnce, WorkChain):
                 else:
                     self.ctx.failed[mol_id] = summary.get('error_message') if summary is not None else 'batch failed'
         if again:
-            from ..campaign.store import DEFAULT_SETTINGS, rerun_records
+            from ..campaign.store import rerun_records
 
             num_conformers = self.inputs.settings.get('num_conformers', DEFAULT_SETTINGS['num_conformers'])
             batches = rerun_records(again, self.inputs.batch_size.value, num_conformers)
