@@ -16,7 +16,8 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from .chemistry import HARTREE_TO_EV, HARTREE_TO_KCAL_MOL, check_charge_multiplicity, molecule_symbols_positions
-from .structures import ensemble_frames, make_ensemble, molecule_structure, structure_symbols_positions
+from .structures import conformer_values, ensemble_frames, make_ensemble, molecule_structure
+from .structures import structure_symbols_positions
 
 DEFAULT_TEMPERATURE = 298.15
 
@@ -161,8 +162,7 @@ def molecule_from_structure(symbols, positions, charge: int = 0):
 
 def _unpack(ensemble: orm.TrajectoryData):
     symbols, frames = ensemble_frames(ensemble)
-    names = ensemble.get_arraynames()
-    energies = ensemble.get_array('energies_hartree') if 'energies_hartree' in names else None
+    energies = conformer_values(ensemble, 'energies_hartree')
     attributes = {k: ensemble.base.attributes.get(k, d) for k, d in
                   (('temperature', DEFAULT_TEMPERATURE), ('charge', 0), ('multiplicity', 1), ('engine', ''))}
     return symbols, frames, energies, attributes
@@ -232,10 +232,11 @@ def refine_summary(refined: orm.TrajectoryData, num_input_conformers: int, setti
         'temperature': refined.base.attributes.get('temperature'),
         'engine': refined.base.attributes.get('engine'),
     }
-    if 'energies_hartree' in refined.get_arraynames() and refined.numsteps:
-        summary['lowest_energy_hartree'] = float(refined.get_array('energies_hartree')[0])
-        summary['relative_energies_kcal_mol'] = refined.get_array('relative_energies_kcal_mol').tolist()
-        summary['populations'] = refined.get_array('populations').tolist()
+    energies = conformer_values(refined, 'energies_hartree')
+    if energies is not None and refined.numsteps:
+        summary['lowest_energy_hartree'] = float(energies[0])
+        summary['relative_energies_kcal_mol'] = conformer_values(refined, 'relative_energies_kcal_mol').tolist()
+        summary['populations'] = conformer_values(refined, 'populations').tolist()
         summary['population_lowest'] = summary['populations'][0]
     return summary
 

@@ -4,8 +4,10 @@ The **ensemble** node layout is shared by every conformer engine (CREST, RDKit +
 a ``TrajectoryData`` with one frame per conformer, ordered from the lowest energy up, holding
 
 * ``positions`` (N, atoms, 3) in Angstrom, ``symbols`` and ``cells`` (each frame's box, as for a ``StructureData``);
-* arrays ``energies_hartree`` (N), ``relative_energies_kcal_mol`` (N) and ``populations`` (N, Boltzmann
-  at the ``temperature`` attribute), when energies are known;
+* attributes ``energies_hartree``, ``relative_energies_kcal_mol`` and ``populations`` (lists of N, Boltzmann at
+  the ``temperature`` attribute), when energies are known: the QueryBuilder can filter and project them, and an
+  ensemble stores and hashes three files fewer. Ensembles stored by
+  grimperium 0.1 before this hold them as arrays: read them with :func:`conformer_values`;
 * attributes ``num_conformers``, ``temperature``, ``charge``, ``multiplicity`` and ``engine``.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ from aiida import orm
 
 from .chemistry import HARTREE_TO_KCAL_MOL, boltzmann_populations
 
+#: The per-conformer values of an ensemble (attributes, in frame order).
+CONFORMER_VALUES = ('energies_hartree', 'relative_energies_kcal_mol', 'populations')
 #: Vacuum kept around a molecule in the box AiiDA needs for ``StructureData`` (Angstrom).
 MOLECULE_VACUUM = 10.0
 
@@ -77,12 +81,14 @@ def make_ensemble(
     trajectory.set_trajectory(
         symbols=list(symbols), positions=frames, stepids=np.arange(len(frames)), cells=cells
     )
+    values = {}
     if energies is not None and len(energies):
-        trajectory.set_array('energies_hartree', energies)
-        trajectory.set_array('relative_energies_kcal_mol', (energies - energies.min()) * HARTREE_TO_KCAL_MOL)
-        trajectory.set_array('populations', np.array(boltzmann_populations(energies.tolist(), temperature)))
+        values = {'energies_hartree': energies.tolist(),
+                  'relative_energies_kcal_mol': ((energies - energies.min()) * HARTREE_TO_KCAL_MOL).tolist(),
+                  'populations': boltzmann_populations(energies.tolist(), temperature)}
     trajectory.base.attributes.set_many(
         {
+            **values,
             'num_conformers': len(frames),
             'temperature': float(temperature),
             'charge': int(charge),
@@ -91,6 +97,15 @@ def make_ensemble(
         }
     )
     return trajectory
+
+
+def conformer_values(ensemble: orm.TrajectoryData, name: str) -> np.ndarray | None:
+    """One value per conformer of ``ensemble`` (``name``: one of :data:`CONFORMER_VALUES`), or ``None`` when the
+    energies are not known. From its attribute, or from its array in an ensemble stored before they moved."""
+    values = ensemble.base.attributes.get(name, None)
+    if values is None and name in ensemble.get_arraynames():
+        return ensemble.get_array(name)
+    return None if values is None else np.asarray(values, dtype=float)
 
 
 def ensemble_frames(ensemble: orm.TrajectoryData) -> tuple[list[str], np.ndarray]:

@@ -10,11 +10,12 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_grimperium.parsers.raw import crest as raw_crest
+from aiida_grimperium.structures import conformer_values
 from aiida_grimperium.workchains.conformers import ConformerSearchWorkChain
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'crest'
 #: The arrays of an ensemble node, whichever engine made it (structures.make_ensemble).
-LAYOUT_ARRAYS = sorted(['cells', 'positions', 'steps', 'energies_hartree', 'relative_energies_kcal_mol', 'populations'])
+LAYOUT_ARRAYS = sorted(['cells', 'positions', 'steps'])  # the energies are attributes (structures.CONFORMER_VALUES)
 
 
 def dihedral(p0, p1, p2, p3) -> float:
@@ -50,10 +51,10 @@ def test_rdkit_xtb_finds_anti_and_gauche_butane(xtb_code, butane_crest):
     assert len(angles) == 2, angles
     assert angles[0] == pytest.approx(180.0, abs=5.0)  # anti first (lowest)
     assert angles[1] == pytest.approx(65.0, abs=10.0)  # gauche
-    relative = ensemble.get_array('relative_energies_kcal_mol')
+    relative = conformer_values(ensemble, 'relative_energies_kcal_mol')
     crest_gap = butane_crest['conformers'][1]['relative_energy_kcal_mol']
     assert relative[1] == pytest.approx(crest_gap, abs=0.1)
-    energies = ensemble.get_array('energies_hartree')
+    energies = conformer_values(ensemble, 'energies_hartree')
     assert energies[0] == pytest.approx(butane_crest['conformers'][0]['energy_hartree'], abs=2e-4)
     assert energies[1] == pytest.approx(butane_crest['conformers'][1]['energy_hartree'], abs=2e-4)
     assert ensemble.base.attributes.get('engine') == 'rdkit-xtb'
@@ -69,7 +70,7 @@ def test_rdkit_xtb_finds_anti_and_gauche_butane(xtb_code, butane_crest):
     assert ensemble.uuid == job.outputs.output_ensemble.uuid  # created by the job: provenance unbroken
     params = results['output_parameters']
     assert params.uuid == job.outputs.output_parameters.uuid and params['num_input_conformers'] == len(started_from)
-    assert params['num_conformers'] == 2 and params['population_lowest'] == pytest.approx(ensemble.get_array('populations')[0])
+    assert params['num_conformers'] == 2 and params['population_lowest'] == pytest.approx(conformer_values(ensemble, 'populations')[0])
     assert np.allclose([s.position for s in results['lowest_structure'].sites], positions[0])
 
 
@@ -106,7 +107,7 @@ def test_replay_crest_engine_same_ensemble_layout(xtb_code, replay_code, tmp_pat
     ensemble = results['ensemble']
     assert ensemble.get_positions().shape == (2, 14, 3)
     assert sorted(ensemble.get_arraynames()) == LAYOUT_ARRAYS
-    assert ensemble.get_array('relative_energies_kcal_mol')[1] == pytest.approx(0.596, abs=6e-4)
+    assert conformer_values(ensemble, 'relative_energies_kcal_mol')[1] == pytest.approx(0.596, abs=6e-4)
     assert ensemble.base.attributes.get('engine') == 'crest'
     assert set(ensemble.base.attributes.keys()) >= {'num_conformers', 'temperature', 'charge', 'multiplicity', 'engine'}
 

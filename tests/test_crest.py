@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from aiida_grimperium.chemistry import HARTREE_TO_KCAL_MOL
 from aiida_grimperium.parsers.raw import crest as raw
+from aiida_grimperium.structures import conformer_values
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'crest'
 GOOD = ('butane', 'ethanol', 'propanol', 'acetate')
@@ -222,9 +223,9 @@ def test_replay_crest_butane_through_calcjob(replay_code, tmp_path):
     ensemble = results['output_ensemble']
     natoms, absolute = xyz_comment_energies('butane')
     assert ensemble.get_positions().shape == (2, natoms, 3)
-    assert list(ensemble.get_array('energies_hartree')) == absolute
-    assert ensemble.get_array('relative_energies_kcal_mol')[1] == pytest.approx(0.596, abs=6e-4)
-    assert ensemble.get_array('populations').sum() == pytest.approx(1.0)
+    assert list(conformer_values(ensemble, 'energies_hartree')) == absolute
+    assert conformer_values(ensemble, 'relative_energies_kcal_mol')[1] == pytest.approx(0.596, abs=6e-4)
+    assert conformer_values(ensemble, 'populations').sum() == pytest.approx(1.0)
     assert ensemble.base.attributes.get('engine') == 'crest'
     lowest = results['output_structure']
     assert np.allclose([s.position for s in lowest.sites], ensemble.get_positions()[0])

@@ -11,7 +11,7 @@ from aiida import orm
 from aiida_grimperium import ensembles
 from aiida_grimperium.chemistry import BOLTZMANN_KCAL_MOL_K, HARTREE_TO_KCAL_MOL
 from aiida_grimperium.parsers.raw import crest as raw_crest
-from aiida_grimperium.structures import make_ensemble
+from aiida_grimperium.structures import conformer_values, make_ensemble
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures' / 'crest'
 
@@ -32,7 +32,7 @@ def test_boltzmann_weights_at_temperature():
         weighted = ensembles.boltzmann_weights(ensemble, orm.Float(temperature))
         rel = (energies - energies.min()) * HARTREE_TO_KCAL_MOL
         expected = np.exp(-rel / (BOLTZMANN_KCAL_MOL_K * temperature))
-        assert weighted.get_array('populations') == pytest.approx(expected / expected.sum(), rel=1e-10)
+        assert conformer_values(weighted, 'populations') == pytest.approx(expected / expected.sum(), rel=1e-10)
         assert weighted.base.attributes.get('temperature') == temperature
     assert weighted.creator.process_label == 'boltzmann_weights'  # provenance kept
 
@@ -44,7 +44,7 @@ def test_energy_window_against_crest_energies():
         kept = ensembles.energy_window(ensemble, orm.Float(window))
         # CREST rounds to 0.001 kcal/mol: no conformer of the fixture sits that close to these windows
         assert kept.base.attributes.get('num_conformers') == sum(r <= window for r in relative)
-        assert kept.get_array('populations').sum() == pytest.approx(1.0)
+        assert conformer_values(kept, 'populations').sum() == pytest.approx(1.0)
 
 
 def test_deduplicate_rotated_permuted_and_mirrored_copies():
@@ -72,7 +72,7 @@ def test_deduplicate_keeps_distinct_conformers():
 def test_top_n_and_chain():
     ensemble, frames, energies = crest_ensemble('ethanol')
     top = ensembles.top_n(ensemble, orm.Int(2))
-    assert list(top.get_array('energies_hartree')) == sorted(energies)[:2]
+    assert list(conformer_values(top, 'energies_hartree')) == sorted(energies)[:2]
     outputs = ensembles.refine_ensemble(ensemble, orm.Dict({'energy_window': 2.0, 'top_n': 5, 'temperature': 400.0}))
     refined = outputs['ensemble']
     assert refined.base.attributes.get('num_conformers') == 3  # 0, 1.306, 1.551 kcal/mol
@@ -107,3 +107,28 @@ def test_an_ensemble_exports_with_verdi(tmp_path):
     assert ' 1.20000' in text or ' 1.2000' in text
     cells = ensemble.get_cells()
     assert cells.shape == (2, 3, 3) and cells[0][2][2] == pytest.approx(1.1 + 2 * 10.0)
+
+
+def test_conformer_energies_are_attributes_and_old_array_layout_still_reads():
+    """The energies and populations are attributes (the QueryBuilder filters on them); an ensemble stored with
+    them as arrays (grimperium 0.1 before they moved) is still read, and refines into the new layout."""
+    frames = np.zeros((3, 2, 3))
+    frames[:, 1, 0] = [0.74, 0.75, 0.76]
+    energies = [-1.1, -1.0995, -1.0990]
+    node = make_ensemble(['H', 'H'], frames, energies).store()
+    assert sorted(node.get_arraynames()) == ['cells', 'positions', 'steps']
+    found = orm.QueryBuilder().append(orm.TrajectoryData, filters={
+        'id': node.pk, 'attributes.relative_energies_kcal_mol': {'shorter': 4}}, project=['attributes.populations'])
+    populations, = found.one()
+    assert sum(populations) == pytest.approx(1.0) and populations == sorted(populations, reverse=True)
+
+    old = orm.TrajectoryData()
+    old.set_trajectory(symbols=['H', 'H'], positions=frames, stepids=np.arange(3))
+    old.set_array('energies_hartree', np.array(energies))
+    old.set_array('relative_energies_kcal_mol', (np.array(energies) - min(energies)) * HARTREE_TO_KCAL_MOL)
+    old.set_array('populations', np.array(populations))
+    assert conformer_values(old, 'energies_hartree').tolist() == energies
+    refined = ensembles.refine(old, energy_window=0.5)
+    assert conformer_values(refined, 'relative_energies_kcal_mol').tolist() == pytest.approx([0.0, 0.5 * 0.6275], abs=1e-3)
+    assert refined.base.attributes.get('energies_hartree') == energies[:2]
+    assert conformer_values(make_ensemble(['H', 'H'], frames), 'populations') is None

@@ -14,7 +14,7 @@ from aiida.plugins import CalculationFactory
 from aiida_grimperium.calculations.xtb import command_line
 from aiida_grimperium.parsers.raw.xtb import STDERR_NAME
 from aiida_grimperium.chemistry import HARTREE_TO_EV, xyz_text
-from aiida_grimperium.structures import make_ensemble, molecule_structure, structure_symbols_positions
+from aiida_grimperium.structures import conformer_values, make_ensemble, molecule_structure, structure_symbols_positions
 
 WATER = (['O', 'H', 'H'], [[0.0, 0.0, 0.1], [0.0, 0.76, -0.45], [0.0, -0.76, -0.45]])
 # Acetate anion, a rough geometry: the charged-molecule case.
@@ -117,7 +117,7 @@ def test_xtb_ensemble_runs_as_one_job(xtb_code, tmp_path):
     out = results['output_parameters']
     assert out['total_energies_hartree'] == pytest.approx(hand, abs=1e-10)
     trajectory = results['output_ensemble']
-    assert list(trajectory.get_array('energies_hartree')) == pytest.approx(sorted(hand), abs=1e-10)
+    assert list(conformer_values(trajectory, 'energies_hartree')) == pytest.approx(sorted(hand), abs=1e-10)
     assert out['ensemble_order'] == sorted(range(3), key=lambda i: hand[i])
     assert np.allclose(trajectory.get_positions()[0], frames[out['ensemble_order'][0]], atol=1e-7)
     assert trajectory.base.attributes.get('engine') == 'xtb'
@@ -244,11 +244,11 @@ def test_xtb_embeds_smiles_and_refines_as_the_ensemble_tools_do(xtb_code):
     expected = refine(reference['output_ensemble'], **settings)
     refined = results['output_ensemble']
     assert refined.numsteps == expected.numsteps == 2  # butane: anti and gauche
-    assert np.allclose(refined.get_array('energies_hartree'), expected.get_array('energies_hartree'), atol=1e-8)
+    assert np.allclose(conformer_values(refined, 'energies_hartree'), conformer_values(expected, 'energies_hartree'), atol=1e-8)
     assert np.allclose(refined.get_positions(), expected.get_positions(), atol=1e-6)
     out = results['output_parameters']
     assert out['num_input_conformers'] == len(frames) and out['num_conformers'] == 2
-    assert out['relative_energies_kcal_mol'] == pytest.approx(expected.get_array('relative_energies_kcal_mol').tolist())
+    assert out['relative_energies_kcal_mol'] == pytest.approx(conformer_values(expected, 'relative_energies_kcal_mol').tolist())
     assert np.allclose([s.position for s in results['output_structure'].sites], refined.get_positions()[0])
 
 

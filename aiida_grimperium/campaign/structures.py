@@ -14,7 +14,7 @@ import re
 
 from aiida import orm
 
-from ..structures import ensemble_frames
+from ..structures import conformer_values, ensemble_frames
 from .queries import batch_outputs
 from .readers import read_molecules
 
@@ -29,9 +29,8 @@ def file_stem(mol_id: str) -> str:
 def ensemble_xyz(ensemble: orm.TrajectoryData, mol_id: str) -> str:
     """Multi-structure XYZ text of ``ensemble`` with each conformer's energies on its comment line."""
     symbols, frames = ensemble_frames(ensemble)
-    names = ensemble.get_arraynames()
-    energies = ensemble.get_array('energies_hartree') if 'energies_hartree' in names else None
-    relative = ensemble.get_array('relative_energies_kcal_mol') if 'relative_energies_kcal_mol' in names else None
+    energies = conformer_values(ensemble, 'energies_hartree')
+    relative = conformer_values(ensemble, 'relative_energies_kcal_mol')
     blocks = []
     for index, frame in enumerate(frames):
         comment = f'{mol_id} conformer {index + 1}'
