@@ -27,6 +27,8 @@ stage the batch has reached is its ``stage`` extra.
 """
 from __future__ import annotations
 
+import functools
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, if_
@@ -114,12 +116,17 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
             return self.exit_codes.ERROR_INVALID_INPUTS.format(message=f'engine `{engine}` is not one of {ENGINES}')
         if engine == 'crest' and 'crest_code' not in self.inputs:
             return self.exit_codes.ERROR_INVALID_INPUTS.format(message='engine `crest` needs a `crest_code`')
-        self.ctx.molecules = self.inputs.molecules.get_dict()
         common = {'engine': engine, 'top_n': self.inputs.top_n.value}
-        self.ctx.info = {key: {'mol_id': m['mol_id'], **common} for key, m in self.ctx.molecules.items()}
+        self.ctx.info = {key: {'mol_id': m['mol_id'], **common} for key, m in self.molecules.items()}
         self.ctx.results = {}  # the nodes the summaries are made from, as summarize_batch's inputs
         self.ctx.ensembles = {}
         return None
+
+    @functools.cached_property
+    def molecules(self) -> dict:
+        """The ``molecules`` input as a dict, read once per process instance: not kept in the context, whose
+        checkpoint (YAML, written at every step) would carry every CSV column of every molecule again."""
+        return self.inputs.molecules.get_dict()
 
     def set_stage(self, stage: str) -> None:
         self.node.base.extras.set('stage', stage)
@@ -135,12 +142,12 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
     def run_search(self):
         self.set_stage('conformer_search')
         if self.inputs.engine.value == 'crest':
-            return ToContext(**{f'search_{key}': self.submit_crest(key) for key in self.ctx.molecules})
+            return ToContext(**{f'search_{key}': self.submit_crest(key) for key in self.molecules})
         xtb = {**DEFAULT_XTB, **(self.inputs.xtb_parameters.get_dict() if 'xtb_parameters' in self.inputs else {})}
         refine = {'energy_window': self.inputs.energy_window.value, 'rmsd_threshold': self.inputs.rmsd_threshold.value,
                   'temperature': self.inputs.temperature.value, 'engine': 'rdkit-xtb'}
         molecules = {key: {name: m[name] for name in ('mol_id', 'smiles', 'charge', 'multiplicity')}
-                     for key, m in self.ctx.molecules.items()}
+                     for key, m in self.molecules.items()}
         embedding = {'num_conformers': self.inputs.num_conformers.value, 'seed': self.inputs.seed.value}
         node = self.submit_once('conformers', XtbCalculation, code=self.inputs.xtb_code, molecules=orm.Dict(molecules),
                                 embedding=orm.Dict(embedding), refine=orm.Dict(refine), parameters=orm.Dict(xtb),
@@ -149,7 +156,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
         return ToContext(search=node)
 
     def submit_crest(self, key: str):
-        molecule = self.ctx.molecules[key]
+        molecule = self.molecules[key]
         inputs = {'smiles': orm.Str(molecule['smiles']), 'charge': orm.Int(int(molecule['charge'])),
                   'multiplicity': orm.Int(int(molecule['multiplicity'])), 'engine': orm.Str('crest'),
                   'xtb_code': self.inputs.xtb_code, 'crest_code': self.inputs.crest_code,
@@ -161,7 +168,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
 
     def inspect_search(self):
         if self.inputs.engine.value == 'crest':
-            for key in self.ctx.molecules:
+            for key in self.molecules:
                 node = self.ctx[f'search_{key}']
                 self.ctx.info[key]['conformer_search_time_s'] = duration_seconds(node)
                 outputs = outputs_of(node)
@@ -176,7 +183,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
         verdicts = outputs['output_parameters'].get('molecules', {}) if 'output_parameters' in outputs else {}
         if 'output_parameters' in outputs:
             self.ctx.results['search'] = outputs['output_parameters']
-        for key in self.ctx.molecules:
+        for key in self.molecules:
             self.ctx.info[key]['conformer_search_time_s'] = duration_seconds(node)  # the batch's job
             ensemble = outputs.get(f'ensembles__{key}')
             if ensemble is not None:
@@ -194,7 +201,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
 
     def run_mopac(self):
         self.set_stage('mopac')
-        molecules = {key: {name: self.ctx.molecules[key][name] for name in ('mol_id', 'charge', 'multiplicity')}
+        molecules = {key: {name: self.molecules[key][name] for name in ('mol_id', 'charge', 'multiplicity')}
                      for key in self.ctx.ensembles}
         inputs = {'code': self.inputs.mopac_code, 'ensembles': dict(self.ctx.ensembles),
                   'molecules': orm.Dict(molecules), 'num_conformers': self.inputs.top_n,
@@ -231,7 +238,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
         self.set_stage('dft')
         launched = {}
         for key, results in self.ctx.pm7_ok.items():
-            molecule = self.ctx.molecules[key]
+            molecule = self.molecules[key]
             inputs = AttributeDict(self.exposed_inputs(DftWorkChain, 'dft'))
             inputs.structure = self.run_once(f'structure_{key}', lowest_structure, results=results)['result']
             inputs.charge = orm.Int(int(molecule['charge']))
@@ -278,7 +285,7 @@ class ConformerBatchWorkChain(ShellStep, WorkChain):
             return None
         launched = {}
         for key in keys:
-            molecule = self.ctx.molecules[key]
+            molecule = self.molecules[key]
             structure = self.run_once(f'structure_{key}', lowest_structure, results=self.ctx.pm7_ok[key])['result']
             try:
                 launched[f'shell_{key}'] = self.submit_shell(key, code, structure, {
