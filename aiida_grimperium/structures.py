@@ -6,8 +6,8 @@ a ``TrajectoryData`` with one frame per conformer, ordered from the lowest energ
 * ``positions`` (N, atoms, 3) in Angstrom, ``symbols`` and ``cells`` (each frame's box, as for a ``StructureData``);
 * attributes ``energies_hartree``, ``relative_energies_kcal_mol`` and ``populations`` (lists of N, Boltzmann at
   the ``temperature`` attribute), when energies are known: the QueryBuilder can filter and project them, and an
-  ensemble stores and hashes three files fewer. Ensembles stored by
-  grimperium 0.1 before this hold them as arrays: read them with :func:`conformer_values`;
+  ensemble stores and hashes three files fewer. Ensembles stored by earlier versions hold them as arrays of the
+  same names: :func:`conformer_values` reads either;
 * attributes ``num_conformers``, ``temperature``, ``charge``, ``multiplicity`` and ``engine``.
 """
 from __future__ import annotations

@@ -29,9 +29,9 @@ TERMINAL_STATES = ('finished', 'excepted', 'killed')
 #: leave its node sealed, i.e. terminated, with the ``process_state`` of the instance that wrote last ("running").
 #: A sealed node has ended whatever its state says (``Sealable.SEALED_KEY``).
 SEALED = f'attributes.{Sealable.SEALED_KEY}'
-#: A node's attributes projected as their JSON text, parsed by ``json.loads``. The QueryBuilder passes every
-#: projected value through ``orm.convert`` (a dispatch per leaf): for 100 000 rows 1.5 s, the text 0.1 s.
-#: It is the same dict (SQLite ``json_extract``, PostgreSQL ``#>> '{}'``; both checked in the tests).
+#: A node's attributes projected as their JSON text, parsed by ``json.loads``: the QueryBuilder passes every
+#: projected value through ``orm.convert``, a dispatch per leaf, most of the time of reading many records
+#: (docs/performance.md). The same dict (SQLite ``json_extract``, PostgreSQL ``#>> '{}'``; both tested).
 ATTRIBUTES_TEXT = {'attributes': {'cast': 't'}}
 
 
