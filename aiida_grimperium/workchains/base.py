@@ -89,12 +89,21 @@ class GrimperiumBaseRestartWorkChain(ReattachesOutputs, BaseRestartWorkChain):
 
 
 
+#: Label prefix of the transient groups that claim a step's launch (see :class:`LaunchOnce`).
+CLAIM_PREFIX = 'grimperium-launching'
+#: How long an instance waits for the child of a step another instance has claimed, before taking the claim over.
+CLAIM_WAIT_SECONDS = 30.0
+
+
 class LaunchOnce:
     """Mixin for a ``WorkChain`` whose steps must launch each child once, also when a step runs again.
 
     A step runs again when its process is taken up from its last checkpoint: after a worker was killed, or when a
-    restarted broker hands the process's task to another worker while the first still runs it. A child launched
-    by the first run is then found under its call link label and waited for, not launched a second time.
+    restarted broker hands the process's task to another worker while the first still runs it (aiida-core 2.9).
+    A child launched by the first run is then found under its call link label and waited for. Two instances
+    running the step at the same moment must not both launch: the one that launches first claims the step with
+    a group whose label the database keeps unique (``CLAIM_PREFIX/<process uuid>/<label>``); the other waits
+    for the claimed child. The claim is deleted once the child is stored.
     """
 
     def children(self, label: str) -> list[orm.ProcessNode]:
@@ -110,26 +119,62 @@ class LaunchOnce:
         nodes = self.children(label)
         return nodes[-1] if nodes else None
 
-    def submit_once(self, label: str, process, **inputs) -> orm.ProcessNode:
-        """Submit ``process`` under the call link ``label``, unless a child of that label exists already.
+    def claim_label(self, label: str) -> str:
+        return f'{CLAIM_PREFIX}/{self.node.uuid}/{label}'
 
-        Two instances of this process running the step at the same moment (aiida-core 2.9 after a broker restart)
-        both find no child and both submit: each then keeps the oldest child of the label, and the one whose child
-        is not the oldest kills it at once, before it reaches the scheduler.
-        """
-        node = self.launched(label)
-        if node is not None:
+    def claim(self, label: str) -> orm.Group | None:
+        """The claim on launching ``label``'s child, or ``None`` when another instance holds it."""
+        from aiida.common.exceptions import IntegrityError
+
+        try:
+            return orm.Group(label=self.claim_label(label)).store()
+        except IntegrityError:  # the database's unique (label, type) constraint: the other instance was first
+            return None
+
+    def release(self, label: str) -> None:
+        """Delete the claim on ``label`` if there is one (also one left by a worker killed while holding it)."""
+        query = orm.QueryBuilder().append(orm.Group, filters={'label': self.claim_label(label)}, project=['id'])
+        for pk in query.all(flat=True):
+            try:
+                orm.Group.collection.delete(pk)
+            except Exception:  # noqa: BLE001 - deleted by the other instance in the meantime
+                pass
+
+    def wait_for_claimed(self, label: str) -> orm.ProcessNode | None:
+        """The child the claim's holder launches, or ``None`` if none comes within ``CLAIM_WAIT_SECONDS`` (its
+        holder died before launching). Blocks the worker: only a second instance of a process waits here."""
+        import time
+
+        deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            node = self.launched(label)
+            if node is not None:
+                return node
+            time.sleep(0.2)
+        return None
+
+    def submit_once(self, label: str, process, **inputs) -> orm.ProcessNode:
+        """Submit ``process`` under the call link ``label``, unless a child of that label exists already or
+        another instance of this process is launching it (then that child)."""
+        while True:
+            node = self.launched(label)
+            if node is None and self.claim(label) is not None:
+                try:
+                    node = self.launched(label)  # launched, and the claim released, since we looked
+                    if node is None:
+                        metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
+                        return self.submit(process, **inputs, metadata=metadata)
+                finally:
+                    self.release(label)
+            if node is None:
+                node = self.wait_for_claimed(label)
+                if node is None:
+                    self.report(f'the claim on launching `{label}` was left by an instance that stopped: taking it over')
+                    self.release(label)
+                    continue
+            self.release(label)  # one left by a worker killed after launching, if any
             self.report(f'{node.process_label}<{node.pk}> was launched before this step ran again: waiting for it')
             return node
-        metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
-        node = self.submit(process, **inputs, metadata=metadata)
-        oldest = self.children(label)[0]
-        if oldest.pk != node.pk and self.runner.controller is not None:  # (twins need a broker: it has one)
-            self.runner.controller.kill_process(node.pk, msg_text=f'a twin of {oldest.process_label}<{oldest.pk}>')
-            self.report(f'{node.process_label}<{node.pk}> killed: another instance of this step launched '
-                        f'<{oldest.pk}> first')
-            return oldest
-        return node
 
     def run_once(self, label: str, function, **inputs) -> dict:
         """The outputs of the calcfunction ``function`` run under the call link ``label``: those of the run
