@@ -137,7 +137,7 @@ class LaunchOnce:
         for pk in query.all(flat=True):
             try:
                 orm.Group.collection.delete(pk)
-            except Exception:  # noqa: BLE001 - deleted by the other instance in the meantime
+            except Exception:  # noqa: BLE001 - gone already (deleted by the other instance): SQLAlchemy's error
                 pass
 
     def wait_for_claimed(self, label: str) -> orm.ProcessNode | None:
