@@ -87,8 +87,6 @@ class GrimperiumBaseRestartWorkChain(ReattachesOutputs, BaseRestartWorkChain):
         return ProcessHandlerReport(do_break=True)
 
 
-
-
 #: Label prefix of the transient groups that claim a step's launch (see :class:`LaunchOnce`).
 CLAIM_PREFIX = 'grimperium-launching'
 #: How long an instance waits for the child of a step another instance has claimed, before taking the claim over.

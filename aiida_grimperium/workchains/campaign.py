@@ -25,7 +25,6 @@ from .base import LaunchOnce
 from .batch import ConformerBatchWorkChain, batch_summaries
 
 
-
 class CampaignWorkChain(LaunchOnce, WorkChain):
     """Run batches of molecules (``batches``) with the campaign's ``settings``, rerunning failures."""
 
