@@ -364,17 +364,6 @@ def next_refresh(refresh: float, read_seconds: float) -> float:
     return max(refresh, 4 * read_seconds)
 
 
-def wait_for_controllers(read, controllers: list[int], seconds: float, check: float = 0.25) -> None:
-    """Sleep ``seconds``, or less once ``read()`` (the running controllers) differs from ``controllers``: a
-    campaign ends with its controller, and one query every ``check`` seconds notices it at once where a progress
-    read every ``seconds`` would add half of them, on average, to ``campaign run``."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        time.sleep(min(check, left))
-        if set(read()) != set(controllers):
-            return
-
-
 def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
     """Print the progress when it changes; with ``until_done`` until no controller of the campaign runs.
     Returns the last status counts."""
@@ -383,8 +372,7 @@ def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
     last_text = last_shown_hint = None
     while True:
         started = time.perf_counter()
-        controllers = active_controllers(group)
-        running = bool(controllers)
+        running = bool(active_controllers(group))
         counts, stages, total = progress(group)
         text = render_progress(group.label, counts, stages, total)
         if text != last_text:
@@ -398,8 +386,7 @@ def _watch(group, until_done: bool, refresh: float = 2.0) -> dict:
             last_shown_hint = text
         if not until_done or settled(counts, running):
             return counts
-        wait_for_controllers(lambda: active_controllers(group), controllers,
-                             next_refresh(refresh, time.perf_counter() - started))
+        time.sleep(next_refresh(refresh, time.perf_counter() - started))
 
 
 def _ensure_daemon(workers: int | None) -> None:
