@@ -63,3 +63,15 @@ def campaigns() -> list[str]:
 
 def settings_of(group: orm.Group) -> dict:
     return {**DEFAULT_SETTINGS, **group.base.extras.get('settings', {})}
+
+
+def batches_query(group_filters: dict, project=('id',)) -> orm.QueryBuilder:
+    """A query of the batches of the campaigns whose group matches ``group_filters``, tagged ``batch`` (projecting
+    ``project``): campaign group → its controllers (lanes included: they join the group) → the batches they ran."""
+    query = orm.QueryBuilder()
+    query.append(orm.Group, filters=group_filters, tag='group')
+    query.append(orm.WorkChainNode, with_group='group', filters={'process_type': CONTROLLER_PROCESS_TYPE},
+                 tag='controller')
+    query.append(orm.WorkChainNode, with_incoming='controller', filters={'process_type': BATCH_PROCESS_TYPE},
+                 tag='batch', project=list(project))
+    return query

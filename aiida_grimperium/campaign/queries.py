@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiida import orm
 
+from .layout import BATCH_PROCESS_TYPE, batches_query
 from .readers import record_rows
 
 #: What a batch called (its call link label), the node class and the output link labels of each kind.
@@ -24,17 +25,12 @@ def batch_outputs(group_label: str | None, kind: str, project=('attributes',), m
                   batch_pks: list[int] | None = None) -> orm.QueryBuilder:
     """A query of the per-molecule nodes of ``kind`` (:data:`KINDS`) of the campaign's batches (or of the batches
     ``batch_pks``); rows are ``(batch pk, *project)``."""
-    from ..workchains.batch import ConformerBatchWorkChain
-    from ..workchains.campaign import CampaignWorkChain
-
     call_label, node_class, output_labels = KINDS[kind]
-    query = orm.QueryBuilder()
     if batch_pks is None:
-        query.append(orm.Group, filters={'label': group_label}, tag='group')
-        query.append(CampaignWorkChain, with_group='group', tag='controller')
-        query.append(ConformerBatchWorkChain, with_incoming='controller', tag='batch', project=['id'])
+        query = batches_query({'label': group_label})
     else:
-        query.append(ConformerBatchWorkChain, filters={'id': {'in': batch_pks}}, tag='batch', project=['id'])
+        query = orm.QueryBuilder().append(orm.WorkChainNode, tag='batch', project=['id'], filters={
+            'id': {'in': batch_pks}, 'process_type': BATCH_PROCESS_TYPE})
     query.append(orm.ProcessNode, with_incoming='batch', edge_filters={'label': call_label}, tag='job')
     filters = {'attributes.mol_id': mol_id} if mol_id is not None else {}
     query.append(node_class, with_incoming='job', edge_filters={'label': {'like': output_labels}},

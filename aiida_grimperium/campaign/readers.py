@@ -21,7 +21,7 @@ from aiida import orm
 from aiida.orm.utils.mixins import Sealable
 
 from .columns import POSITION_FIELD
-from .layout import BATCH_PROCESS_TYPE, CONTROLLER_PROCESS_TYPE, RECORDS_EXTRA
+from .layout import CONTROLLER_PROCESS_TYPE, RECORDS_EXTRA, batches_query
 
 ACTIVE_STATES = ('created', 'waiting', 'running')
 TERMINAL_STATES = ('finished', 'excepted', 'killed')
@@ -102,15 +102,8 @@ def record_rows(group: orm.Group) -> tuple[dict[str, tuple[dict, int]], set[int]
 
 
 def _batches_query(group: orm.Group) -> orm.QueryBuilder:
-    query = orm.QueryBuilder()
-    query.append(orm.Group, filters={'id': group.pk}, tag='group')
-    query.append(orm.WorkChainNode, with_group='group', filters={'process_type': CONTROLLER_PROCESS_TYPE},
-                 tag='controller')
-    query.append(orm.WorkChainNode, with_incoming='controller', filters={'process_type': BATCH_PROCESS_TYPE},
-                 tag='batch',
-                 project=['id', 'uuid', 'attributes.process_state', 'attributes.exit_status',
-                          'attributes.exit_message', 'extras.stage', 'ctime', 'mtime', SEALED])
-    return query
+    return batches_query({'id': group.pk}, project=['id', 'uuid', 'attributes.process_state', 'attributes.exit_status',
+                                                    'attributes.exit_message', 'extras.stage', 'ctime', 'mtime', SEALED])
 
 
 def read_molecules(group: orm.Group) -> dict[str, CampaignMolecule]:

@@ -23,7 +23,7 @@ from aiida import orm
 
 from .columns import COST_FIELD, POSITION_FIELD
 # the campaign's layout, also imported from here by callers of the store
-from .layout import DEFAULT_SETTINGS, RECORDS_EXTRA, CampaignError, batch_key, campaigns, load_campaign, settings_of
+from .layout import DEFAULT_SETTINGS, RECORDS_EXTRA, CampaignError, batch_key, load_campaign, settings_of
 from .molecules import Molecule
 from .planning import estimated_cost, plan_batches, smiles_cost_terms
 from .readers import CampaignMolecule

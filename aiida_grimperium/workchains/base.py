@@ -14,6 +14,7 @@ from ..exit_codes import COMMON
 
 CANCELLED = COMMON['ERROR_SCHEDULER_CANCELLED']
 
+
 def duration_seconds(node: orm.ProcessNode) -> float:
     """Wall time of a finished process node (creation to last modification)."""
     return (node.mtime - node.ctime).total_seconds()
@@ -162,6 +163,7 @@ class LaunchOnce:
                     if node is None:
                         metadata = {**inputs.pop('metadata', {}), 'call_link_label': label}
                         return self.submit(process, **inputs, metadata=metadata)
+                    return self.waiting_for(node)
                 finally:
                     self.release(label)
             if node is None:
@@ -171,8 +173,11 @@ class LaunchOnce:
                     self.release(label)
                     continue
             self.release(label)  # one left by a worker killed after launching, if any
-            self.report(f'{node.process_label}<{node.pk}> was launched before this step ran again: waiting for it')
-            return node
+            return self.waiting_for(node)
+
+    def waiting_for(self, node: orm.ProcessNode) -> orm.ProcessNode:
+        self.report(f'{node.process_label}<{node.pk}> was launched before this step ran again: waiting for it')
+        return node
 
     def run_once(self, label: str, function, **inputs) -> dict:
         """The outputs of the calcfunction ``function`` run under the call link ``label``: those of the run

@@ -20,7 +20,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, if_, while_
 
-from ..campaign.layout import DEFAULT_SETTINGS, FAILED_EXTRA, RECORDS_EXTRA, batch_key
+from ..campaign.layout import DEFAULT_SETTINGS, FAILED_EXTRA, RECORDS_EXTRA
 from .base import LaunchOnce
 from .batch import ConformerBatchWorkChain, batch_summaries
 
