@@ -151,13 +151,9 @@ def test_real_campaign_on_the_daemon(campaign_codes, started_daemon_client, tmp_
     assert 'failed: 1' in status.output
 
     from aiida_grimperium.campaign import queries
-    from aiida_grimperium.workchains.batch import ConformerBatchWorkChain
+    from aiida_grimperium.campaign.layout import batches_query
 
-    from aiida_grimperium.workchains.campaign import CampaignWorkChain
-
-    query = orm.QueryBuilder().append(orm.Group, filters={'label': 'c1'}, tag='group')
-    query.append(CampaignWorkChain, with_group='group', tag='controller')
-    batches = query.append(ConformerBatchWorkChain, with_incoming='controller', project=['*']).all(flat=True)
+    batches = batches_query({'label': 'c1'}, project=['*']).all(flat=True)
     assert len(batches) == 3  # two batches, then cecl2's rerun in a batch of its own
     for batch in batches:  # one xtb and one MOPAC job per batch, whatever its size
         labels = sorted(n.process_label for n in batch.called)
