@@ -80,6 +80,13 @@ PREPEND = 'GRIMPERIUM_BENCH_T0=$(date +%s.%N)'
 APPEND = 'times > .bench_times; echo "$GRIMPERIUM_BENCH_T0 $(date +%s.%N)" > .bench_wall'
 
 
+def job_wall(node) -> float:
+    """Wall time of a finished job of the benchmark computer, from its job script (:data:`PREPEND`, :data:`APPEND`)."""
+    folder = pathlib.Path(node.outputs.remote_folder.get_remote_path())
+    start, end = map(float, (folder / '.bench_wall').read_text().split())
+    return end - start
+
+
 def small_molecules(count: int, taken: set, seed: int = 3) -> dict:
     """``count`` more small molecules (2-6 heavy atoms, distinct canonical SMILES), ``small_NNN``: ``SMILES``."""
     import random
@@ -210,13 +217,12 @@ def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int |
     subprocess.run([sys.executable, '-m', 'aiida', '-p', PROFILE, 'daemon', 'stop'], env=bench_env(), capture_output=True)
     if run.returncode not in (0, 3):  # 3: finished, with failed molecules (reported below)
         sys.exit('campaign run failed:\n' + ''.join(output))
-    cpu, job_wall, jobs = 0.0, 0.0, 0
+    cpu, wall_of_jobs, jobs = 0.0, 0.0, 0
     for calc in orm.QueryBuilder().append(orm.CalcJobNode).all(flat=True):
         folder = pathlib.Path(calc.outputs.remote_folder.get_remote_path())
         user_sys = (folder / '.bench_times').read_text().split()[2:4]  # second line: the children's user and sys
         cpu += sum(float(t.rstrip('s').split('m')[0]) * 60 + float(t.rstrip('s').split('m')[1]) for t in user_sys)
-        t0, t1 = map(float, (folder / '.bench_wall').read_text().split())
-        job_wall += t1 - t0
+        wall_of_jobs += job_wall(calc)
         jobs += 1
     export = BENCH_AIIDA_PATH.parent / 'campaign-export.csv'
     grimperium('export', 'bench', '-o', export)
@@ -224,13 +230,13 @@ def campaign(molecules: dict, num_conformers: int, top_n: int, max_active: int |
         rows = {row['mol_id']: row for row in csv.DictReader(handle)}
     processes = orm.QueryBuilder().append(orm.ProcessNode).count()
     print(f'  grimperium: {len(rows)} molecules, {jobs} jobs, {processes} processes '
-          f'({processes / len(molecules):.1f} per molecule); job CPU {cpu:.1f} s, job wall {job_wall:.1f} s')
+          f'({processes / len(molecules):.1f} per molecule); job CPU {cpu:.1f} s, job wall {wall_of_jobs:.1f} s')
     print(f'  bookkeeping CPU: daemon workers {daemon_cpu:.1f} s, `campaign run` command {cli_cpu:.1f} s '
           f'({(daemon_cpu + cli_cpu) / len(molecules):.2f} s per molecule; measured, unlike wall time, '
           f'much the same on a loaded machine)')
     print(f'  start-up: {first_submitted:.1f} s from the command to its first submission ('
           + ('CSV, campaign nodes; the daemon was running)' if warm else 'daemon start, CSV, campaign nodes)'))
-    return wall, cpu, job_wall, rows, first_submitted
+    return wall, cpu, wall_of_jobs, rows, first_submitted
 
 
 PROFILE = 'grimperium-bench-campaign'
@@ -273,7 +279,7 @@ def main(argv=None) -> None:
 
     plain_s, plain = plain_loop(molecules, args.num_conformers, args.top_n)
     print(f'(a) plain loop: {plain_s:.1f} s ({plain_s / len(molecules):.2f} s per molecule)', flush=True)
-    grimperium_s, cpu, job_wall, rows, startup = campaign(molecules, args.num_conformers, args.top_n, args.max_active,
+    grimperium_s, cpu, wall_of_jobs, rows, startup = campaign(molecules, args.num_conformers, args.top_n, args.max_active,
                                                           args.batch_size)
     print(f'(b) grimperium campaign run: {grimperium_s:.1f} s ({grimperium_s / len(molecules):.2f} s per molecule); '
           f'load average {os.getloadavg()[0]:.2f} at the end', flush=True)
@@ -284,7 +290,7 @@ def main(argv=None) -> None:
     failed = [m for run in (rows, warm_rows) for m in molecules if run[m]['status'] != 'OK']
     print(f'lowest PM7 HOF, campaign vs plain loop: max |difference| {worst:.3f} kcal/mol; failed: {failed or "none"}')
     overhead = (grimperium_s - cpu / WORKERS) / len(molecules)
-    overhead_wall = (grimperium_s - job_wall / WORKERS) / len(molecules)
+    overhead_wall = (grimperium_s - wall_of_jobs / WORKERS) / len(molecules)
     overhead_running = (grimperium_s - startup - cpu / WORKERS) / len(molecules)
     overhead_warm = (warm_s - warm_cpu / WORKERS) / len(molecules)
     print(f'overhead_fraction={overhead / (plain_s / len(molecules)):.3f} '

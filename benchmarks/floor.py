@@ -39,18 +39,11 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from campaign import APPEND, DRUGS, PREPEND, SMALL, plain_loop, small_molecules  # noqa: E402
+from campaign import APPEND, DRUGS, PREPEND, SMALL, job_wall, plain_loop, small_molecules  # noqa: E402
 from common import bench_profile  # noqa: E402
 
 PROFILE = 'grimperium-bench-floor'
 WORKERS = 2
-
-
-def job_wall(node) -> float:
-    """Wall time of a finished job, from its job script (``campaign.PREPEND`` / ``APPEND``)."""
-    folder = pathlib.Path(node.outputs.remote_folder.get_remote_path())
-    start, end = map(float, (folder / '.bench_wall').read_text().split())
-    return end - start
 
 
 def run_batch(inputs: dict, molecules: dict) -> tuple[float, float, float, int]:
